@@ -1,0 +1,48 @@
+"""What deciding a touchpoint can end in (SPEC §2): errors are data, returned and stored, never raised."""
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Reason = Literal[
+    "too_large",
+    "malformed",
+    "unknown_type",
+    "schema",
+    "future_timestamp",
+    "duplicate_conflict",
+    "erased",
+    "unknown_case",
+    "case_exists",
+    "invalid_transition",
+]
+
+REASONS: tuple[Reason, ...] = (
+    "too_large",
+    "malformed",
+    "unknown_type",
+    "schema",
+    "future_timestamp",
+    "duplicate_conflict",
+    "erased",
+    "unknown_case",
+    "case_exists",
+    "invalid_transition",
+)
+
+
+class Rejected(msgspec.Struct, frozen=True):
+    reason: Reason
+    detail: str  # the field path or the rule, for the producer
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    position: int
+
+
+class Duplicate(msgspec.Struct, frozen=True):
+    position: int  # where the original sits in the log
+
+
+Outcome = Accepted | Duplicate | Rejected

@@ -1,0 +1,66 @@
+"""The hash chain of SPEC §8: record bytes, record hash, and verification that needs none of our code.
+
+Writing uses msgspec's sorted compact encoding, which equals RFC 8785 (JCS) for what the log holds:
+strings, integers within I-JSON's ±2^53 range, booleans, null and ASCII keys (a property test pins
+the two together). Verifying uses the independent `rfc8785` package, so a bug in how we write
+cannot hide itself when we check.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+import rfc8785
+
+ZERO_HASH = "0" * 64
+
+_encode = msgspec.json.Encoder(order="sorted").encode
+
+
+class Sealed(msgspec.Struct, frozen=True):
+    line: bytes  # the whole record, hash included: what the log stores and `export` prints
+    hash: str
+
+
+class Broken(msgspec.Struct, frozen=True):
+    position: int  # the first record that does not verify (1-based line/position)
+    problem: str
+
+
+def seal(position: int, recorded_at: str, event: dict[str, Any], prev_hash: str) -> Sealed:
+    """The record of one accepted event, hashed over its canonical form without `hash`."""
+    body = {"position": position, "recorded_at": recorded_at, "event": event, "prev_hash": prev_hash}
+    digest = hashlib.sha256(_encode(body)).hexdigest()
+    body["hash"] = digest
+    return Sealed(line=_encode(body), hash=digest)
+
+
+def verify(lines: Iterable[bytes | str]) -> tuple[int, Broken | None]:
+    """Check a sequence of records from SPEC §8 alone: positions 1, 2, … with no gap, each
+    `prev_hash` equal to the previous `hash` (64 zeros first), each `hash` the SHA-256 of the RFC 8785
+    encoding of the record without it. Returns (records checked, the first break or None)."""
+    prev = ZERO_HASH
+    count = 0
+    for count, line in enumerate(lines, start=1):
+        try:
+            record = msgspec.json.decode(line)
+        except msgspec.DecodeError as e:
+            return count, Broken(count, f"not JSON: {e}")
+        if not isinstance(record, dict):
+            return count, Broken(count, "not a JSON object")
+        if record.get("position") != count:
+            return count, Broken(count, f"position {record.get('position')!r} where {count} was expected")
+        if record.get("prev_hash") != prev:
+            return count, Broken(count, "prev_hash does not match the previous record's hash")
+        claimed = record.pop("hash", None)
+        record.pop("personal", None)  # `export --decrypt` adds it outside the hash (SPEC §8)
+        try:
+            canonical = rfc8785.dumps(record)
+        except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
+            return count, Broken(count, f"cannot be canonicalised: {e}")
+        if hashlib.sha256(canonical).hexdigest() != claimed:
+            return count, Broken(count, "hash does not match the record's content")
+        prev = claimed
+    return count, None

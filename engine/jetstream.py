@@ -1,0 +1,285 @@
+"""The TOUCHPOINTS stream and its durable pull consumer: fetch a batch, hand it on, ack only after.
+
+SPEC §2: a message is acknowledged only after its outcome is durably committed, and messages are
+decided in stream-sequence order. SPEC §6: the stream is a conveyor (work-queue retention), so an
+acked message leaves the store and only the undecided ones remain.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from engine.received import Received
+
+STREAM = "TOUCHPOINTS"
+SUBJECTS = ["touchpoints.>"]
+DURABLE = "engage-ingest"
+DUPLICATE_WINDOW = 120.0  # seconds in which a repeated Nats-Msg-Id is dropped by JetStream itself
+
+FETCH_TIMEOUT = 1.0  # an idle fetch returns this often, so stop() is never kept waiting long
+FETCH_HEARTBEAT = 0.25
+ACK_FLUSH_TIMEOUT = 2  # seconds (an int for nats-py): a PING answer, not a disk write
+BACKOFF_FIRST = 0.2
+BACKOFF_MAX = 5.0
+
+log = logging.getLogger("engage.nats")
+
+
+async def connect(url: str, *, name: str = "engage") -> Client:
+    """A connection that reconnects forever: nats-py's default gives up after 60 attempts (~2 min),
+    and an engine whose NATS restarts must carry on, not stall with a closed connection."""
+
+    client = Client()
+
+    async def on_error(e: Exception) -> None:
+        log.warning("nats: %s", e)
+
+    async def on_disconnected() -> None:
+        if not client.is_closed:  # close() reports a disconnect too
+            log.warning("nats: disconnected from %s; reconnecting", url)
+
+    async def on_reconnected() -> None:
+        log.info("nats: reconnected to %s", url)
+
+    async def on_closed() -> None:
+        log.info("nats: connection to %s closed", url)
+
+    await client.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        ping_interval=10,  # notice a silent server in ~30 s, not the default 4 minutes
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+        closed_cb=on_closed,
+    )
+    return client
+
+
+def stream_config() -> StreamConfig:
+    return StreamConfig(
+        name=STREAM,
+        subjects=list(SUBJECTS),
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.WORK_QUEUE,
+        duplicate_window=DUPLICATE_WINDOW,
+        # No limit of the stream's own: a message over 64 KiB must reach the engine to be kept as a
+        # `too_large` reject (SPEC §2), so only the server's max_payload bounds it.
+        max_msg_size=-1,
+    )
+
+
+async def ensure_stream(js: JetStreamContext) -> None:
+    """Create the stream, or bring an existing one to our config (the engine owns it, SPEC §2)."""
+    config = stream_config()
+    try:
+        await js.stream_info(STREAM)
+    except nats.js.errors.NotFoundError:
+        await js.add_stream(config)
+        log.info("created stream %s on %s", STREAM, ", ".join(SUBJECTS))
+    else:
+        await js.update_stream(config)
+
+
+class BatchFailed(Exception):
+    """on_batch raised: its cause says why; the batch stays unacked and comes back in order."""
+
+
+class Consumer:
+    """Fetches batches from the durable consumer, awaits `on_batch`, then acks the whole batch.
+
+    A fresh durable consumer (DeliverPolicy.ALL) over a work-queue stream starts at the lowest
+    unacked message, so the consumer is deleted and created again whenever delivery must restart in
+    order: at start, after `on_batch` raised, after a reconnect (the server may have restarted with
+    older messages pending), when the consumer is gone. Redelivered messages the log has already
+    committed come back as duplicates, never after newer undecided ones.
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        on_batch: Callable[[list[Received]], Awaitable[object]],
+        *,
+        batch: int = 256,
+        ack_wait: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
+        self.nc = nc
+        self.on_batch = on_batch
+        self.batch = batch
+        self.ack_wait = ack_wait
+        self.clock = clock
+        self.fetched = 0
+        self.acked = 0
+        self.batches = 0
+        self._js = nc.jetstream()
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._reconnects_seen = -1
+        self._stopping = asyncio.Event()
+        self._fetching: asyncio.Task[list[Msg]] | None = None
+        self._running = False
+        self._finished = asyncio.Event()
+
+    async def run(self) -> None:
+        """Consume until stop(). A closed connection ends it with ConnectionClosedError."""
+        self._running = True
+        self._finished.clear()
+        backoff = BACKOFF_FIRST
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._step()
+                    backoff = BACKOFF_FIRST
+                except nats.errors.ConnectionClosedError:
+                    if self._stopping.is_set():
+                        break
+                    raise
+                except Exception as e:
+                    if self.nc.is_closed:
+                        raise nats.errors.ConnectionClosedError from e
+                    if isinstance(e, BatchFailed):
+                        log.error("jetstream consumer: batch not acked; redelivering it in %.1f s", backoff,
+                                  exc_info=e.__cause__)
+                    else:
+                        log.warning("jetstream consumer: %s; restarting delivery in %.1f s",
+                                    _describe(e), backoff)
+                    await self._unsubscribe()
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+        finally:
+            await self._unsubscribe()
+            self._running = False
+            self._finished.set()
+
+    async def stop(self) -> None:
+        """Finish the in-flight batch (commit and ack), fetch nothing more, and return."""
+        self._stopping.set()
+        fetching = self._fetching
+        if fetching is not None and not fetching.done():
+            # Messages a cancelled fetch already held are unacked: they come back next time.
+            fetching.cancel()
+        if self._running:
+            await self._finished.wait()
+
+    async def _step(self) -> None:
+        """One fetch and, if it brought messages, one batch handed on and acked."""
+        if not self.nc.is_connected:
+            await self._wait_connected()
+            return
+        if self._sub is None or self._reconnected():
+            await self._subscribe()
+        sub = self._sub
+        assert sub is not None
+        if self._stopping.is_set():
+            return
+        self._fetching = asyncio.ensure_future(
+            sub.fetch(self.batch, timeout=FETCH_TIMEOUT, heartbeat=FETCH_HEARTBEAT)
+        )
+        try:
+            msgs = await self._fetching
+        except asyncio.CancelledError:
+            if self._stopping.is_set() and not _current_task_cancelling():
+                return  # stop() cancelled the fetch, not someone cancelling run()
+            raise
+        except nats.errors.TimeoutError:
+            return  # an idle stream is not an error
+        finally:
+            self._fetching = None
+        if not msgs:
+            return
+        if self._reconnected():
+            # Fetched across a reconnect: the server may have restarted with older messages
+            # pending that it would redeliver only after ack_wait, after these. Let them go
+            # unacked and restart delivery from the lowest unacked sequence.
+            await self._unsubscribe()
+            return
+        msgs.sort(key=_stream_sequence)
+        self.fetched += len(msgs)
+        items = [Received(raw=m.data, via=f"nats:{m.subject}", received_at=self.clock()) for m in msgs]
+        try:
+            await self.on_batch(items)
+        except Exception as e:
+            raise BatchFailed from e
+        self.batches += 1
+        # Ack after commit: a crash before this line means redelivery, and a redelivered id is
+        # a duplicate, never a second event. A lost ack means the same.
+        for m in msgs:
+            await m.ack()
+        if not self.nc.is_connected:
+            # The acks wait in the reconnect buffer; if they are lost the batch comes back as
+            # duplicates, in order, since delivery restarts after the reconnect.
+            log.warning("jetstream consumer: disconnected while acking %d messages", len(msgs))
+            return
+        await self.nc.flush(timeout=ACK_FLUSH_TIMEOUT)
+        self.acked += len(msgs)
+
+    async def _subscribe(self) -> None:
+        """(Re)create the durable consumer so delivery starts at the lowest unacked sequence."""
+        await self._unsubscribe()
+        reconnects = self.nc.stats["reconnects"]
+        await ensure_stream(self._js)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self._js.delete_consumer(STREAM, DURABLE)
+        await self._js.add_consumer(
+            STREAM,
+            ConsumerConfig(
+                durable_name=DURABLE,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.ack_wait,
+                max_ack_pending=self.batch * 4,
+            ),
+        )
+        self._sub = await self._js.pull_subscribe_bind(DURABLE, stream=STREAM)
+        self._reconnects_seen = reconnects
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None and not self.nc.is_closed:
+            try:
+                await sub.unsubscribe()
+            except Exception as e:  # the inbox dies with the connection anyway
+                log.debug("jetstream consumer: unsubscribe failed: %s", e)
+
+    def _reconnected(self) -> bool:
+        return bool(self.nc.stats["reconnects"] != self._reconnects_seen)
+
+    async def _wait_connected(self) -> None:
+        while not self.nc.is_connected and not self._stopping.is_set():
+            if self.nc.is_closed:
+                raise nats.errors.ConnectionClosedError
+            await self._sleep(0.1)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError):
+        return "JetStream did not answer (the consumer is gone or JetStream is not ready yet)"
+    return f"{type(e).__name__}: {e}"
+
+
+def _stream_sequence(msg: Msg) -> int:
+    return int(msg.metadata.sequence.stream)
+
+
+def _current_task_cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,105 @@
+"""Per-profile keys for personal data (SPEC §6, §8): fields are stored as ciphertext from the moment
+they are written, and erasure deletes the keys (crypto-shredding), so nothing in the log is rewritten
+and the chain still verifies.
+
+AES-256-GCM from `cryptography` (the maintained binding to OpenSSL). A key row lives in the same
+SQLite file as the log, written in the same transaction as the first event that needs it: an event
+can never be committed under a key that was not. The database runs with `secure_delete`, so a
+deleted key's bytes are overwritten, not left in a free page.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+PREFIX = "enc1:"
+
+KEYS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS keys ("
+    "key_id TEXT PRIMARY KEY, owner TEXT NOT NULL, key BLOB NOT NULL, created_at TEXT NOT NULL)"
+)
+KEYS_INDEX = "CREATE INDEX IF NOT EXISTS keys_by_owner ON keys(owner)"
+
+
+class Cursor(Protocol):
+    def execute(self, *args: Any) -> None: ...
+    def fetchone(self) -> Any: ...
+
+
+class KeyRing:
+    """The writer's view of each owner's current key (owner: a profile key, a customer or
+    `~channel:handle`), cached. The cache only ever holds keys that are in the database or in the
+    open transaction; the writer calls `forget_uncommitted()` when a transaction rolls back."""
+
+    def __init__(self, capacity: int = 65_536) -> None:
+        self._current: dict[str, tuple[str, AESGCM]] = {}
+        self._capacity = capacity  # memory stays flat however many profiles the log holds
+
+    def current(self, c: Cursor, owner: str, now: str) -> tuple[str, AESGCM]:
+        """The owner's key, created (in the caller's transaction) when it has none."""
+        hit = self._current.get(owner)
+        if hit is not None:
+            return hit
+        c.execute("SELECT key_id, key FROM keys WHERE owner=? ORDER BY created_at DESC LIMIT 1", (owner,))
+        row = c.fetchone()
+        if row is None:
+            key_id, raw = uuid.uuid4().hex, AESGCM.generate_key(bit_length=256)
+            c.execute("INSERT INTO keys VALUES (?,?,?,?)", (key_id, owner, raw, now))
+        else:
+            key_id, raw = row[0], row[1]
+        hit = (key_id, AESGCM(raw))
+        if len(self._current) >= self._capacity:
+            del self._current[next(iter(self._current))]  # the oldest entry: dicts keep insertion order
+        self._current[owner] = hit
+        return hit
+
+    def destroy(self, c: Cursor, owners: list[str]) -> None:
+        """Crypto-shredding: every key these owners ever had is deleted."""
+        for owner in owners:
+            c.execute("DELETE FROM keys WHERE owner=?", (owner,))
+            self._current.pop(owner, None)
+
+    def forget_uncommitted(self) -> None:
+        """After a rollback the cache may name keys that were never committed: drop it all."""
+        self._current.clear()
+
+
+def encrypt_text(key_id: str, aead: AESGCM, value: str) -> str:
+    """A personal field as stored: `enc1:<key id>:<base64url(nonce ‖ ciphertext)>`."""
+    nonce = os.urandom(12)
+    sealed = aead.encrypt(nonce, value.encode("utf-8"), key_id.encode("ascii"))
+    return f"{PREFIX}{key_id}:{base64.urlsafe_b64encode(nonce + sealed).decode('ascii')}"
+
+
+def encrypt_bytes(aead: AESGCM, key_id: str, value: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + aead.encrypt(nonce, value, key_id.encode("ascii"))
+
+
+def decrypt_bytes(aead: AESGCM, key_id: str, blob: bytes) -> bytes | None:
+    try:
+        return aead.decrypt(blob[:12], blob[12:], key_id.encode("ascii"))
+    except InvalidTag:
+        return None
+
+
+def key_id_of(stored: str) -> str | None:
+    """The key id a stored personal field names, or None when it is not ciphertext."""
+    if not stored.startswith(PREFIX):
+        return None
+    key_id, sep, _ = stored[len(PREFIX):].partition(":")
+    return key_id if sep else None
+
+
+def decrypt_text(aead: AESGCM, stored: str) -> str | None:
+    key_id = key_id_of(stored)
+    if key_id is None:
+        return None
+    blob = base64.urlsafe_b64decode(stored[len(PREFIX) + len(key_id) + 1:])
+    plain = decrypt_bytes(aead, key_id, blob)
+    return None if plain is None else plain.decode("utf-8")

@@ -1,0 +1,396 @@
+"""The log: accepted touchpoints, hash-chained, in one eventsourcing stream, and the write side's
+tables (ids, case states, erasures, identity links, keys, rejects) committed in the same transaction.
+
+The log is a single stream of the eventsourcing SQLite recorder whose `originator_version` is the
+event's `position`. The recorder's primary key (originator_id, originator_version) makes a second
+writer fail loudly rather than fork or leave a hole, and the notification id (the table's rowid)
+equals the position, which `open` checks.
+
+One call of `commit` decides and commits a whole batch in one transaction: the same pattern as the
+library's process recorder, which writes its tracking row inside `_insert_events`' transaction. One
+`save()` per event would reach only a few thousand events a second; a batch pays one fsync.
+"""
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+)
+
+from commands.cases import Case, apply
+from commands.decisions import decide, erased_customer
+from commands.outcomes import Accepted, Duplicate, Outcome, Rejected
+from commands.parsing import content_digest, normalise_identity, parse
+from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_key, to_wire
+from engine.chain import ZERO_HASH, seal
+from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text
+from engine.received import Received
+
+LOG_ID = uuid.uuid5(uuid.NAMESPACE_URL, "urn:engage:log")
+TOPIC = "engage:touchpoint/v1"
+
+SIDE_TABLES = [
+    # Idempotency by id, far beyond JetStream's dedupe window (SPEC §2): the digest of the
+    # normalised plaintext event tells `duplicate` from `duplicate_conflict`.
+    "CREATE TABLE IF NOT EXISTS event_ids ("
+    "id TEXT PRIMARY KEY, digest BLOB NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS cases (case_id TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS erased (customer TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    # The identity links in force (latest by (occurred_at, id)); erasure ends them (SPEC §6).
+    "CREATE TABLE IF NOT EXISTS links (channel TEXT NOT NULL, handle TEXT NOT NULL, customer TEXT NOT NULL, "
+    "occurred_at TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (channel, handle)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS links_by_customer ON links(customer)",
+    KEYS_TABLE,
+    KEYS_INDEX,
+    # Every rejected input, kept: raw bytes encrypted under the key of the profile they name
+    # (key_id set), in plain bytes when they name none, NULL once shredded (SPEC §6).
+    "CREATE TABLE IF NOT EXISTS rejects (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT, "
+    "reason TEXT NOT NULL, detail TEXT NOT NULL, received_at TEXT NOT NULL, via TEXT NOT NULL, "
+    "owner TEXT, key_id TEXT, raw BLOB)",
+    "CREATE INDEX IF NOT EXISTS rejects_by_reason ON rejects(reason, seq)",
+]
+
+_case_encoder = msgspec.msgpack.Encoder()
+_case_decoder = msgspec.msgpack.Decoder(Case)
+
+
+class LogError(Exception):
+    """The log cannot be used as it is (a user-facing, one-line message)."""
+
+
+def format_instant(moment: datetime) -> str:
+    """RFC 3339 UTC, `Z`, microseconds only when non-zero: the same text msgspec writes."""
+    return msgspec.json.encode(moment.astimezone(UTC)).decode()[1:-1]
+
+
+class _Pool(SQLiteConnectionPool):
+    """The library's pool, plus what it never sets: every connection commits with a full fsync
+    (a committed outcome survives power loss, not only a crash) and overwrites deleted content
+    (a destroyed key does not linger in a free page)."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        conn = super()._create_connection()
+        cursor = conn.cursor()
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA secure_delete=ON")
+        return conn
+
+
+class _Datastore(SQLiteDatastore):
+    def __init__(self, db_name: str) -> None:
+        super().__init__(db_name, lock_timeout=30)
+        self.pool.close()
+        self.pool = _Pool(db_name=db_name, lock_timeout=30)
+
+
+class LogRecorder(SQLiteApplicationRecorder):
+    """The eventsourcing recorder with the write side's tables beside its events table."""
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *SIDE_TABLES]
+
+    def insert_within(self, c: SQLiteCursor, stored: Sequence[StoredEvent]) -> None:
+        """Append inside a transaction the caller holds (the side tables commit with it)."""
+        self._insert_events(c, stored)
+
+
+class Head(msgspec.Struct, frozen=True):
+    position: int
+    hash: str
+    recorded_at: datetime
+
+
+class RejectRow(msgspec.Struct, frozen=True):
+    seq: int
+    id: str | None
+    reason: str
+    detail: str
+    received_at: str
+    via: str
+
+
+class _Sniffed(msgspec.Struct):
+    """What a rejected input names, read leniently: whom its raw bytes belong to."""
+
+    id: Any = None
+    customer: Any = None
+    identity: Any = None
+
+
+_sniff = msgspec.json.Decoder(_Sniffed)
+
+
+class _SqlView:
+    """The WriteView of commands.decisions over the open transaction: it sees the batch so far."""
+
+    def __init__(self, c: SQLiteCursor) -> None:
+        self._c = c
+
+    def logged(self, event_id: str) -> tuple[bytes, int] | None:
+        self._c.execute("SELECT digest, position FROM event_ids WHERE id=?", (event_id,))
+        row = self._c.fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def case(self, case: str) -> Case | None:
+        self._c.execute("SELECT state FROM cases WHERE case_id=?", (case,))
+        row = self._c.fetchone()
+        return None if row is None else _case_decoder.decode(row[0])
+
+    def is_erased(self, customer: str) -> bool:
+        self._c.execute("SELECT 1 FROM erased WHERE customer=?", (customer,))
+        return self._c.fetchone() is not None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Log:
+    """The single writer of one data directory's log (ingest holds it on one thread)."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = _now) -> None:
+        self.path = path
+        self._clock = clock
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._datastore = _Datastore(str(path))
+            self._recorder = LogRecorder(self._datastore)
+            self._recorder.create_table()
+        except (OSError, sqlite3.Error) as e:
+            raise LogError(f"cannot open the log at {path}: {e}") from e
+        except Exception as e:  # the library wraps sqlite3 errors in its own types
+            raise LogError(f"cannot open the log at {path}: {e}") from e
+        self._keys = KeyRing()
+        self._check_durability()
+        self._head = self._read_head()
+
+    # --- opening -------------------------------------------------------------------------------
+
+    def _check_durability(self) -> None:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute("PRAGMA journal_mode")
+            mode = c.fetchone()[0]
+            c.execute("PRAGMA synchronous")
+            sync = c.fetchone()[0]
+        if str(mode).lower() != "wal" or sync != 2:
+            raise LogError(f"the log at {self.path} is not durable: journal_mode={mode}, synchronous={sync}")
+
+    def _read_head(self) -> Head:
+        last = self._recorder.select_events(LOG_ID, desc=True, limit=1)
+        if not last:
+            return Head(0, ZERO_HASH, datetime.fromtimestamp(0, UTC))
+        record = msgspec.json.decode(last[0].state)
+        head = Head(record["position"], record["hash"], datetime.fromisoformat(record["recorded_at"]))
+        top = self._recorder.max_notification_id() or 0
+        if top != head.position:
+            raise LogError(
+                f"the log at {self.path} has {top} rows but its head is position {head.position}: "
+                "something else wrote to it"
+            )
+        return head
+
+    @property
+    def head(self) -> Head:
+        return self._head
+
+    def close(self) -> None:
+        self._datastore.close()
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def commit(self, batch: Sequence[Received]) -> list[Outcome]:
+        """Decide every input of the batch in order and commit all outcomes in one transaction.
+
+        Returns one outcome per input. Raises only when something is broken (disk, database):
+        then nothing of the batch is committed and the caller must not acknowledge it."""
+        moment = max(self._clock(), self._head.recorded_at)
+        recorded_at = format_instant(moment)
+        parsed = [parse(item.raw, item.received_at) for item in batch]
+        outcomes: list[Outcome] = []
+        stored: list[StoredEvent] = []
+        position, prev = self._head.position, self._head.hash
+        try:
+            with self._datastore.transaction(commit=True) as c:
+                view = _SqlView(c)
+                for item, tp in zip(batch, parsed, strict=True):
+                    if isinstance(tp, Rejected):
+                        outcomes.append(self._keep_reject(c, item, tp, recorded_at))
+                        continue
+                    digest = content_digest(tp)
+                    verdict = decide(tp, digest, view)
+                    if isinstance(verdict, Rejected):
+                        outcomes.append(self._keep_reject(c, item, verdict, recorded_at))
+                        continue
+                    if isinstance(verdict, Duplicate):
+                        outcomes.append(verdict)
+                        continue
+                    position += 1
+                    sealed = seal(position, recorded_at, self._stored_form(c, tp, recorded_at), prev)
+                    prev = sealed.hash
+                    stored.append(StoredEvent(LOG_ID, position, TOPIC, sealed.line))
+                    self._evolve(c, tp, digest, position)
+                    outcomes.append(Accepted(position))
+                if stored:
+                    self._recorder.insert_within(c, stored)
+        except BaseException:
+            self._keys.forget_uncommitted()
+            raise
+        self._head = Head(position, prev, moment)
+        return outcomes
+
+    def _stored_form(self, c: SQLiteCursor, tp: Touchpoint[Any], now: str) -> dict[str, Any]:
+        """The normalised event as the log holds it: personal fields as ciphertext under the key
+        of the profile that sent them (SPEC §8)."""
+        event = to_wire(tp)
+        data = event.get("data")
+        if data and not PERSONAL_FIELDS.isdisjoint(data):
+            key_id, aead = self._keys.current(c, profile_key(tp), now)
+            for name in PERSONAL_FIELDS.intersection(data):
+                data[name] = encrypt_text(key_id, aead, data[name])
+        return event
+
+    def _evolve(self, c: SQLiteCursor, tp: Touchpoint[Any], digest: bytes, position: int) -> None:
+        """What an accepted event changes on the write side."""
+        c.execute("INSERT INTO event_ids VALUES (?,?,?)", (tp.id, digest, position))
+        case = case_id(tp)
+        if case is not None:
+            current = _SqlView(c).case(case)
+            c.execute(
+                "INSERT OR REPLACE INTO cases VALUES (?,?)", (case, _case_encoder.encode(apply(current, tp)))
+            )
+        if tp.type == "identity.linked":
+            self._link(c, tp)
+        gone = erased_customer(tp)
+        if gone is not None:
+            self._erase(c, gone, position)
+
+    def _link(self, c: SQLiteCursor, tp: Touchpoint[Any]) -> None:
+        """The latest link by (occurred_at, id) wins (SPEC §3)."""
+        channel, handle = tp.data.channel, tp.data.handle  # parse() normalised them already
+        at = format_instant(tp.occurred_at)
+        c.execute("SELECT occurred_at, event_id FROM links WHERE channel=? AND handle=?", (channel, handle))
+        row = c.fetchone()
+        if row is None or (_sortable(row[0]), row[1]) < (_sortable(at), tp.id):
+            c.execute("INSERT OR REPLACE INTO links VALUES (?,?,?,?,?)", (channel, handle, tp.customer, at, tp.id))
+
+    def _erase(self, c: SQLiteCursor, customer: str, position: int) -> None:
+        """Crypto-shredding (SPEC §6): the customer's keys and those of the identities linked to it
+        go; the links end, so those identities start afresh."""
+        c.execute("SELECT channel, handle FROM links WHERE customer=?", (customer,))
+        owners = [customer, *(f"~{ch}:{h}" for ch, h in c.fetchall())]
+        self._keys.destroy(c, owners)
+        c.execute("DELETE FROM links WHERE customer=?", (customer,))
+        c.execute("INSERT OR IGNORE INTO erased VALUES (?,?)", (customer, position))
+
+    def _keep_reject(self, c: SQLiteCursor, item: Received, rejected: Rejected, now: str) -> Rejected:
+        """Nothing a producer sends is lost (SPEC §2), and erasure reaches kept rejects (§6)."""
+        event_id, owner = _whose(item.raw)
+        key_id: str | None = None
+        raw: bytes | None = item.raw
+        if owner is not None:
+            if not owner.startswith("~") and _SqlView(c).is_erased(owner):
+                raw = None  # names an erased customer: its bytes are shredded on arrival
+            else:
+                key_id, aead = self._keys.current(c, owner, now)
+                raw = encrypt_bytes(aead, key_id, item.raw)
+        c.execute(
+            "INSERT INTO rejects (event_id, reason, detail, received_at, via, owner, key_id, raw) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (event_id, rejected.reason, rejected.detail, format_instant(item.received_at), item.via, owner,
+             key_id, raw),
+        )
+        return rejected
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def records(self, after: int = 0, limit: int = 1000, upto: int | None = None) -> list[bytes]:
+        """The stored records (the export lines) at positions after `after`, in order."""
+        notes = self._recorder.select_notifications(start=after + 1, limit=limit, stop=upto)
+        return [n.state for n in notes]
+
+    def iter_records(self, after: int = 0, upto: int | None = None, page: int = 2000) -> Iterator[bytes]:
+        while True:
+            chunk = self.records(after, page, upto)
+            if not chunk:
+                return
+            yield from chunk
+            after += len(chunk)
+
+    def rejects(self, *, reason: str | None = None, after: int = 0, limit: int = 100) -> list[RejectRow]:
+        sql = "SELECT seq, event_id, reason, detail, received_at, via FROM rejects WHERE seq>?"
+        params: list[Any] = [after]
+        if reason is not None:
+            sql += " AND reason=?"
+            params.append(reason)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(sql, params)
+            return [RejectRow(*row) for row in c.fetchall()]
+
+    def reject_counts(self) -> dict[str, int]:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute("SELECT reason, COUNT(*) FROM rejects GROUP BY reason ORDER BY reason")
+            return {row[0]: row[1] for row in c.fetchall()}
+
+    def reject_raw(self, seq: int) -> bytes | None:
+        """A kept reject's raw bytes, readable unless shredded (for roles allowed personal data)."""
+        with self._datastore.transaction(commit=False) as c:
+            c.execute("SELECT key_id, raw FROM rejects WHERE seq=?", (seq,))
+            row = c.fetchone()
+            if row is None or row[1] is None:
+                return None
+            if row[0] is None:
+                return bytes(row[1])
+            aead = _stored_key(c, row[0])
+            return None if aead is None else decrypt_bytes(aead, row[0], bytes(row[1]))
+
+    def key_lookup(self) -> Callable[[str], AESGCM | None]:
+        """key id -> AESGCM or None (destroyed): for reading personal fields back."""
+
+        def lookup(key_id: str) -> AESGCM | None:
+            with self._datastore.transaction(commit=False) as c:
+                return _stored_key(c, key_id)
+
+        return lookup
+
+
+def _stored_key(c: SQLiteCursor, key_id: str) -> AESGCM | None:
+    """Readers ask the database, never the writer's cache: a key erasure destroyed stays gone."""
+    c.execute("SELECT key FROM keys WHERE key_id=?", (key_id,))
+    row = c.fetchone()
+    return None if row is None else AESGCM(row[0])
+
+
+def _sortable(instant: str) -> datetime:
+    return datetime.fromisoformat(instant)
+
+
+def _whose(raw: bytes) -> tuple[str | None, str | None]:
+    """(the id, the profile key) a raw input names, if it can be read at all."""
+    try:
+        sniffed = _sniff.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None, None
+    event_id = sniffed.id if isinstance(sniffed.id, str) else None
+    if isinstance(sniffed.customer, str) and sniffed.customer:
+        return event_id, sniffed.customer
+    ident = sniffed.identity
+    if isinstance(ident, dict) and isinstance(ident.get("channel"), str) and isinstance(ident.get("handle"), str):
+        channel, handle = normalise_identity(ident["channel"], ident["handle"])
+        if handle:
+            return event_id, f"~{channel}:{handle}"
+    return event_id, None

@@ -1,0 +1,134 @@
+"""Wires the parts from Settings: the log, ingest, nats-server, the JetStream consumer and HTTP.
+
+`run` carries on where the last run stopped (the log's head, the stream's unacked messages) and
+stops cleanly on SIGINT/SIGTERM: HTTP stops taking requests and finishes those in flight, the
+consumer commits and acks its in-flight batch, then nats-server and the log close.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
+
+import uvicorn
+
+from commands.outcomes import Outcome
+from engine import jetstream
+from engine.datalock import DataLock
+from engine.ingest import Ingest
+from engine.log import Log, LogError
+from engine.natsserver import NatsServer
+from engine.received import Received
+from engine.settings import Settings, UsageError
+from ops.api import build_app
+
+log = logging.getLogger("engage.runtime")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `run` owns SIGINT/SIGTERM and the order of shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise UsageError(f"{host}:{port} is in use: choose another with --listen HOST:PORT (0 picks one)") from e
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def run(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
+    lock = DataLock(settings.data)
+    lock.acquire()
+    try:
+        await _run_locked(settings, announce)
+    finally:
+        lock.release()
+
+
+async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> None:
+    try:
+        ingest = Ingest(Log(settings.log_path))
+    except LogError as e:
+        raise UsageError(str(e)) from e
+    stack = contextlib.AsyncExitStack()
+    async with stack:
+        stack.callback(ingest.close)
+        sock = bind(settings.listen_host, settings.listen_port)
+        stack.callback(sock.close)
+        nats_url = settings.nats_url
+        if nats_url is None:
+            server = NatsServer(settings.nats_dir, host="127.0.0.1", port=settings.nats_port)
+            # From the main thread, not a worker: the child's parent-death signal is tied to the
+            # thread that started it, and a pool thread may exit while the engine runs on.
+            server.start()
+            stack.callback(server.stop)
+            nats_url = server.url
+        nc = await jetstream.connect(nats_url)
+        stack.push_async_callback(_close_nats, nc)
+        await jetstream.ensure_stream(nc.jetstream())
+
+        async def on_batch(items: Sequence[Received]) -> list[Outcome]:
+            outcomes = await ingest.submit(items, "nats")
+            if settings.fault == "kill-after-commit":
+                os.kill(os.getpid(), signal.SIGKILL)  # committed, never acknowledged
+            return outcomes
+
+        consumer = jetstream.Consumer(nc, on_batch, batch=settings.batch, ack_wait=settings.ack_wait)
+        http = _Server(uvicorn.Config(build_app(ingest), log_level="warning", lifespan="on", access_log=False))
+
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+
+        consuming = asyncio.create_task(consumer.run(), name="jetstream-consumer")
+        serving = asyncio.create_task(http.serve(sockets=[sock]), name="http")
+        host, port = sock.getsockname()[:2]
+        announce(f"engage up: data in {settings.data} (log head at position {ingest.log.head.position})")
+        announce(f"  nats  {nats_url}  (publish to touchpoints.>)")
+        announce(f"  http  http://{_host_for_url(host)}:{port}  (POST /events, GET /health, OpenAPI at /schema)")
+
+        watched: set[asyncio.Task[Any]] = {consuming, serving}
+        waiting = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait({*watched, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        crashed = [t for t in done if t is not waiting and t.exception() is not None]
+        announce("engage up: stopping (finishing in-flight work)")
+        http.should_exit = True
+        await consumer.stop()
+        await asyncio.gather(consuming, serving, return_exceptions=True)
+        waiting.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if crashed:
+            raise crashed[0].exception()  # type: ignore[misc]
+    announce("engage up: stopped")
+
+
+async def _close_nats(nc: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.drain(), timeout=5)
+    with contextlib.suppress(Exception):
+        await nc.close()
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

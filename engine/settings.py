@@ -1,0 +1,48 @@
+"""Settings, read once from flags and the environment (SPEC §9) and passed down, never re-read."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+
+class UsageError(Exception):
+    """A user mistake: the CLI prints the message as one line and exits 2."""
+
+
+class Settings(msgspec.Struct, frozen=True):
+    data: Path
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    nats_port: int = 4222
+    nats_url: str | None = None  # an existing server; None: `up` starts its own
+    ack_wait: float = 30.0  # seconds JetStream waits for an ack before redelivering
+    batch: int = 256  # messages fetched and committed together
+    # Fault injection for crash tests only (env ENGAGE_FAULT): "kill-after-commit" SIGKILLs the
+    # engine after a NATS batch is committed and before it is acknowledged.
+    fault: str | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data / "log.sqlite"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.data / "nats"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        raise UsageError(f"--listen {value!r}: expected HOST:PORT, for example 127.0.0.1:8080")
+    return host.strip("[]"), parse_port(port, "--listen")
+
+
+def parse_port(value: str, flag: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise UsageError(f"{flag} {value!r}: a port is a number from 0 to 65535 (0 picks a free one)") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{flag} {port}: a port is a number from 0 to 65535 (0 picks a free one)")
+    return port

@@ -1,0 +1,178 @@
+"""The HTTP API: `POST /events` (SPEC §2) and what ops need to see the write side.
+
+Litestar is the framework: it speaks msgspec natively (the same Structs as the wire) and serves an
+OpenAPI document at /schema. `build_app` is a factory; the runtime owns the resources it is given.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from commands.outcomes import REASONS, Accepted, Duplicate, Outcome, Rejected
+from commands.parsing import MAX_BYTES
+from engine.ingest import Ingest
+from engine.received import Received
+
+MAX_EVENTS = 1000
+# A full batch of 1,000 events of 64 KiB each, plus the array's punctuation and line breaks.
+MAX_BODY = MAX_EVENTS * (MAX_BYTES + 2) + 2
+JSON_TYPES = frozenset({"application/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+
+
+class RejectedItem(msgspec.Struct):
+    index: int
+    id: str | None
+    reason: str
+    detail: str
+
+
+class IngestAnswer(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedItem]
+
+
+class Problem(msgspec.Struct):
+    error: str
+    detail: str
+
+
+class BodyRefused(Exception):
+    """The body as a whole cannot be taken (SPEC §2 answers 400 / 413 / 415)."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+def problem(status: int, error: str, detail: str) -> Response[bytes]:
+    return Response(msgspec.json.encode(Problem(error, detail)), status_code=status, media_type=MediaType.JSON)
+
+
+def split_body(body: bytes, content_type: str) -> list[bytes]:
+    """The raw inputs of one request: one JSON event, the elements of a JSON array, or NDJSON lines."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media in NDJSON_TYPES:
+        lines = [line.rstrip(b"\r") for line in body.split(b"\n")]
+        items = [line for line in lines if line.strip()]
+    elif media in JSON_TYPES:
+        if body.lstrip()[:1] != b"[":
+            return [body]  # one event: parse() decides what it is, as it would for a NATS message
+        try:
+            elements = msgspec.json.decode(body, type=list[msgspec.Raw])
+        except msgspec.DecodeError as e:
+            raise BodyRefused(400, "unparseable", f"the body is not a JSON array: {e}") from e
+        items = [_compact_when_large(bytes(element)) for element in elements]
+    else:
+        raise BodyRefused(
+            415, "unsupported_media_type",
+            f"content-type {media or '(none)'!r}: send application/json (one event or an array) "
+            "or application/x-ndjson (one event per line)",
+        )
+    if len(items) > MAX_EVENTS:
+        raise BodyRefused(413, "too_many_events", f"{len(items)} events: at most {MAX_EVENTS} per request")
+    return items
+
+
+def _compact_when_large(element: bytes) -> bytes:
+    """SPEC §1 measures an array element in its compact encoding; a short one needs no rewrite."""
+    if len(element) <= MAX_BYTES:
+        return element
+    return msgspec.json.encode(msgspec.json.decode(element))
+
+
+_id_only = msgspec.json.Decoder(dict[str, Any])
+
+
+def sniff_id(raw: bytes) -> str | None:
+    try:
+        value = _id_only.decode(raw).get("id")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def answer(items: list[bytes], outcomes: list[Outcome]) -> IngestAnswer:
+    result = IngestAnswer(0, 0, [])
+    for index, (raw, outcome) in enumerate(zip(items, outcomes, strict=True)):
+        if isinstance(outcome, Accepted):
+            result.accepted += 1
+        elif isinstance(outcome, Duplicate):
+            result.duplicates += 1
+        else:
+            assert isinstance(outcome, Rejected)
+            result.rejected.append(RejectedItem(index, sniff_id(raw), outcome.reason, outcome.detail))
+    return result
+
+
+def make_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"r{seq}".encode()).decode().rstrip("=")
+
+
+def read_cursor(cursor: str | None) -> int | None:
+    """The position a cursor stands for; None when it is not one of ours."""
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return int(text[1:]) if text[:1] == "r" and text[1:].isdigit() else None
+
+
+def build_app(ingest: Ingest, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Litestar:
+    @post("/events", status_code=200, summary="Send touchpoints (SPEC §2)")
+    async def post_events(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """One event or an array of at most 1,000 (application/json), or NDJSON. Answers after the
+        durable commit with the count of each outcome and every rejection's reason and detail."""
+        try:
+            body = await request.body()
+            items = split_body(body, request.headers.get("content-type", ""))
+        except BodyRefused as refused:
+            return problem(refused.status, refused.error, refused.detail)
+        now = clock()
+        outcomes = await ingest.submit([Received(raw, "http", now) for raw in items], "http")
+        return Response(msgspec.json.encode(answer(items, outcomes)), media_type=MediaType.JSON)
+
+    @get("/health", summary="Log head position")
+    async def health() -> dict[str, Any]:
+        head = ingest.log.head
+        return {"status": "ok", "log": {"head": head.position}}
+
+    @get("/rejects", summary="The kept rejects (SPEC §2, §7)")
+    async def rejects(reason: str | None = None, limit: int = 100, cursor: str | None = None) -> Response[bytes]:
+        """Every rejected input kept: id, reason, detail, received_at, via; oldest first."""
+        if not 1 <= limit <= 1000:
+            return problem(400, "bad_parameter", f"limit: {limit} is not between 1 and 1000")
+        if reason is not None and reason not in REASONS:
+            return problem(400, "bad_parameter", f"reason: {reason!r} is not one of {', '.join(REASONS)}")
+        after = read_cursor(cursor)
+        if after is None:
+            return problem(400, "bad_parameter", "cursor: not a cursor this API gave out")
+        rows = await asyncio.to_thread(ingest.log.rejects, reason=reason, after=after, limit=limit)
+        items = [{"id": r.id, "reason": r.reason, "detail": r.detail, "received_at": r.received_at, "via": r.via}
+                 for r in rows]
+        more = len(rows) == limit
+        page = {"items": items, "next": make_cursor(rows[-1].seq) if more else None}
+        return Response(msgspec.json.encode(page), media_type=MediaType.JSON)
+
+    def http_problem(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+        error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        return problem(exc.status_code, error.get(exc.status_code, "error"), str(exc.detail))
+
+    return Litestar(
+        route_handlers=[post_events, health, rejects],
+        request_max_body_size=MAX_BODY,
+        exception_handlers={HTTPException: http_problem},
+        openapi_config=OpenAPIConfig(title="engage", version="1"),
+        debug=False,
+    )

@@ -1,0 +1,102 @@
+"""Audit tools of SPEC §8: export the log as JSON Lines and verify the chain, from a data directory
+or from an export file, with no trust in the code that wrote it."""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from commands.touchpoints import PERSONAL_FIELDS
+from engine.chain import Broken, verify
+from engine.keys import decrypt_text, key_id_of
+from engine.log import Log, LogError
+from engine.settings import UsageError
+
+LOG_FILE = "log.sqlite"
+
+
+def open_log(data: Path) -> Log:
+    """The log of an existing data directory (never creates one in a mistyped place)."""
+    path = data / LOG_FILE
+    if not path.is_file():
+        raise UsageError(f"no log at {path}: is --data the directory `engage up` uses?")
+    try:
+        return Log(path)
+    except LogError as e:
+        raise UsageError(str(e)) from e
+
+
+def verify_data(data: Path, progress: Callable[[int], None] = lambda n: None) -> tuple[int, Broken | None]:
+    log = open_log(data)
+    try:
+        return verify(_counted(log.iter_records(), progress))
+    finally:
+        log.close()
+
+
+def verify_file(path: Path, progress: Callable[[int], None] = lambda n: None) -> tuple[int, Broken | None]:
+    try:
+        with path.open("rb") as lines:
+            return verify(_counted((line for line in lines if line.strip()), progress))
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from e
+
+
+def export(data: Path, out: IO[bytes], *, decrypt: bool = False,
+           progress: Callable[[int], None] = lambda n: None) -> int:
+    """Write every record in position order; with `decrypt`, readable personal fields go under a
+    `personal` member, outside the hash (SPEC §8)."""
+    log = open_log(data)
+    try:
+        lookup = log.key_lookup()
+        count = 0
+        for count, line in enumerate(log.iter_records(), start=1):
+            out.write(_with_personal(line, lookup) if decrypt else line)
+            out.write(b"\n")
+            progress(count)
+        return count
+    finally:
+        log.close()
+
+
+def export_to_file(data: Path, target: Path, **options: Any) -> int:
+    """Written beside the target and renamed into place: a reader never sees half an export."""
+    target = target.resolve()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as e:
+        raise UsageError(f"cannot write to {target.parent}: {e.strerror}") from e
+    try:
+        with os.fdopen(fd, "wb") as out:
+            count = export(data, out, **options)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+        return count
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _with_personal(line: bytes, lookup: Callable[[str], Any]) -> bytes:
+    record = msgspec.json.decode(line)
+    data = record["event"].get("data") or {}
+    personal: dict[str, str | None] = {}
+    for name in sorted(PERSONAL_FIELDS.intersection(data)):
+        key_id = key_id_of(data[name])
+        aead = lookup(key_id) if key_id else None
+        personal[name] = None if aead is None else decrypt_text(aead, data[name])
+    if not personal:
+        return line
+    record["personal"] = personal
+    return msgspec.json.encode(record)
+
+
+def _counted(lines: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
+    for n, line in enumerate(lines, start=1):
+        progress(n)
+        yield line

@@ -1,0 +1,206 @@
+"""`engage`: the one command-line tool (SPEC §8, §9).
+
+Exit codes: 0 success; 1 the thing checked is not right (`verify` found a break); 2 a user mistake
+(bad flag, missing or unwritable directory, port in use), printed as one line saying what to do.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO, NoReturn
+
+from engine.settings import Settings, UsageError, parse_listen, parse_port
+
+EPILOG = """examples:
+  engage up                                   run everything locally (data in ./engage-data)
+  engage emit events.ndjson --http http://127.0.0.1:8080
+  engage emit - --nats nats://127.0.0.1:4222 < events.ndjson
+  engage export --data ./engage-data -o log.jsonl
+  engage verify log.jsonl                      exit 0 when the chain is intact
+  engage verify --data ./engage-data
+
+exit codes: 0 ok, 1 verification failed, 2 usage error"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"engage: {message} (see `{self.prog} --help`)\n")
+
+
+def _default_data() -> str:
+    return os.environ.get("ENGAGE_DATA", "./engage-data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="engage", description="Event-sourced engagement engine for Social CRM.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    up = sub.add_parser("up", help="run the log, NATS ingest and the HTTP API locally",
+                        description="Run everything on this machine with embedded defaults (SPEC §9).")
+    up.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA] (default ./engage-data)")
+    up.add_argument("--listen", default=os.environ.get("ENGAGE_LISTEN", "127.0.0.1:8080"),
+                    help="HTTP API HOST:PORT [ENGAGE_LISTEN] (default 127.0.0.1:8080; port 0 picks one)")
+    up.add_argument("--nats-port", default=os.environ.get("ENGAGE_NATS_PORT", "4222"),
+                    help="port of the nats-server `up` starts [ENGAGE_NATS_PORT] (default 4222)")
+    up.add_argument("--nats", default=os.environ.get("ENGAGE_NATS"),
+                    help="use this existing NATS server (URL) instead of starting one [ENGAGE_NATS]")
+    up.add_argument("--ack-wait", type=float, default=30.0, help=argparse.SUPPRESS)
+    up.add_argument("--batch", type=int, default=256, help=argparse.SUPPRESS)
+
+    emit = sub.add_parser("emit", help="publish a file of events (NDJSON) over HTTP or NATS",
+                          description="Send NDJSON events as a producer would and print each outcome's count.")
+    emit.add_argument("file", help="NDJSON file, or - for standard input")
+    to = emit.add_mutually_exclusive_group(required=True)
+    to.add_argument("--http", metavar="URL", help="the engine's HTTP API, e.g. http://127.0.0.1:8080")
+    to.add_argument("--nats", metavar="URL", help="a NATS server, e.g. nats://127.0.0.1:4222")
+    emit.add_argument("--subject", default="touchpoints.emit", help="NATS subject (under touchpoints.)")
+
+    verify = sub.add_parser("verify", help="verify the hash chain of a data directory or an export",
+                            description="Exit 0 when the chain is intact; else exit 1 naming the first bad position.")
+    verify.add_argument("export", nargs="?", type=Path, help="an export (JSON Lines); omit to check --data")
+    verify.add_argument("--data", help="data directory [ENGAGE_DATA]")
+
+    export = sub.add_parser("export", help="export the log as JSON Lines (SPEC §8)")
+    export.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA]")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
+    export.add_argument("--decrypt", action="store_true",
+                        help="add readable personal fields under `personal` (outside the hash)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    _configure_logging()
+    try:
+        code = COMMANDS[args.command](args)
+    except UsageError as e:
+        print(f"engage {args.command}: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from engine.runtime import run
+
+    host, port = parse_listen(args.listen)
+    settings = Settings(
+        data=Path(args.data).resolve(), listen_host=host, listen_port=port,
+        nats_port=parse_port(str(args.nats_port), "--nats-port"), nats_url=args.nats,
+        ack_wait=args.ack_wait, batch=args.batch, fault=os.environ.get("ENGAGE_FAULT"),
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise UsageError(f"--listen {args.listen}: without authentication the engine listens on loopback only")
+    from engine.natsserver import NatsServerError
+
+    try:
+        asyncio.run(run(settings, announce=lambda line: print(line, flush=True)))
+    except NatsServerError as e:
+        raise UsageError(str(e)) from e
+    return 0
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    from ops import emit
+
+    with _input(args.file) as stream, _progress("emit") as progress:
+        lines = iter(stream)
+        if args.http:
+            counts = asyncio.run(emit.emit_http(args.http, lines, progress))
+        else:
+            if not args.subject.startswith("touchpoints."):
+                raise UsageError(f"--subject {args.subject}: the engine reads touchpoints.>")
+            counts = asyncio.run(emit.emit_nats(args.nats, lines, progress, args.subject))
+    _print_counts(counts)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ops import audit
+
+    if args.export is not None and args.data is not None:
+        raise UsageError("give an export file or --data, not both")
+    with _progress("verify") as progress:
+        if args.export is not None:
+            count, broken = audit.verify_file(args.export, progress)
+        else:
+            count, broken = audit.verify_data(Path(args.data or _default_data()), progress)
+    if broken is not None:
+        print(f"broken at position {broken.position}: {broken.problem}")
+        return 1
+    print(f"ok: {count} records, chain intact")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ops import audit
+
+    data = Path(args.data)
+    with _progress("export") as progress:
+        if args.output is None:
+            out: BinaryIO = sys.stdout.buffer
+            count = audit.export(data, out, decrypt=args.decrypt, progress=progress)
+            out.flush()
+        else:
+            count = audit.export_to_file(data, args.output, decrypt=args.decrypt, progress=progress)
+    print(f"exported {count} records" + (f" to {args.output}" if args.output else ""), file=sys.stderr)
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": cmd_up, "emit": cmd_emit, "verify": cmd_verify, "export": cmd_export,
+}
+
+
+@contextlib.contextmanager
+def _input(name: str) -> Iterator[BinaryIO]:
+    if name == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        with open(name, "rb") as stream:
+            yield stream
+    except FileNotFoundError:
+        raise UsageError(f"{name}: no such file") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {name}: {e.strerror}") from e
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[Callable[[int], None]]:
+    """A live count on a terminal (stderr); silent in pipes and CI."""
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed:,} records"),
+                  TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda n: bar.update(task, completed=n)
+
+
+def _print_counts(counts: Counter[str]) -> None:
+    width = max((len(k) for k in counts), default=0)
+    for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"{name:<{width}}  {n}")
+    if not counts:
+        print("nothing to send")
+
+
+if __name__ == "__main__":
+    main()

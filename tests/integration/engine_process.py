@@ -1,0 +1,107 @@
+"""`engage up` as a real subprocess on free ports in a temporary directory, for integration tests."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ENGAGE = [sys.executable, "-m", "ops.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def engage(*args: str, timeout: float = 120, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would; text output."""
+    return subprocess.run([*ENGAGE, *args], capture_output=True, timeout=timeout, text=True,
+                          input=None if stdin is None else stdin.decode())
+
+
+class EngineProcess:
+    def __init__(self, data: Path, *, extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.data = data
+        self.http_port = free_port()
+        self.nats_port = free_port()
+        self.extra = extra or []
+        self.env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.output = data.parent / f"{data.name}.out"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def nats(self) -> str:
+        return f"nats://127.0.0.1:{self.nats_port}"
+
+    def start(self, timeout: float = 30) -> EngineProcess:
+        cmd = [*ENGAGE, "up", "--data", str(self.data), "--listen", f"127.0.0.1:{self.http_port}",
+               "--nats-port", str(self.nats_port), *self.extra]
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         env={**os.environ, **self.env})
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engage up exited {self.proc.returncode}: {self.log_tail()}")
+            own_nats = "--nats" not in self.extra  # with --nats URL the engine starts no server
+            if port_open(self.http_port) and (not own_nats or port_open(self.nats_port)):
+                return self
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"engage up did not listen within {timeout} s: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.output.read_text(errors="replace")[-chars:] if self.output.exists() else ""
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM, as a person would; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """SIGKILL to the whole group: the engine and the nats-server it started, as a crash would."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        end = time.time() + 10
+        while time.time() < end and (port_open(self.http_port) or port_open(self.nats_port)):
+            time.sleep(0.1)
+
+    def get(self, path: str, **params: object) -> httpx.Response:
+        return httpx.get(self.http + path, params=params, timeout=30)
+
+    def wait_for_head(self, position: int, timeout: float = 60) -> int:
+        end = time.time() + timeout
+        head = -1
+        while time.time() < end:
+            head = int(self.get("/health").json()["log"]["head"])
+            if head >= position:
+                return head
+            time.sleep(0.1)
+        raise AssertionError(f"log head {head} did not reach {position} within {timeout} s")

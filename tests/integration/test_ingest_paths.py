@@ -1,0 +1,165 @@
+"""Every outcome of SPEC §2 over both paths, NATS and HTTP, against real `engage up` processes."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from tests.integration.engine_process import EngineProcess, engage
+from tests.samples import ev, outcome_cases
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[EngineProcess]:
+    eng = EngineProcess(tmp_path / "data").start()
+    try:
+        yield eng
+    finally:
+        eng.kill()
+
+
+def post(eng: EngineProcess, body: bytes, content_type: str = "application/x-ndjson") -> httpx.Response:
+    return httpx.post(eng.http + "/events", content=body, headers={"content-type": content_type}, timeout=60)
+
+
+def http_outcome(answer: dict[str, Any]) -> str:
+    if answer["accepted"]:
+        return "accepted"
+    if answer["duplicates"]:
+        return "duplicate"
+    return str(answer["rejected"][0]["reason"])
+
+
+def all_rejects(eng: EngineProcess) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = eng.get("/rejects", limit=1000, **({"cursor": cursor} if cursor else {})).json()
+        items += page["items"]
+        cursor = page["next"]
+        if cursor is None:
+            return items
+
+
+def logged_events(eng: EngineProcess, data: Path) -> list[dict[str, Any]]:
+    """The log's events, personal fields masked (their ciphertext differs between two logs)."""
+    r = engage("export", "--data", str(data))
+    assert r.returncode == 0, r.stderr
+    events = []
+    for line in r.stdout.splitlines():
+        event = json.loads(line)["event"]
+        for name in ("text", "title", "subject", "name", "email"):
+            if name in event.get("data", {}):
+                event["data"][name] = "<personal>"
+        events.append(event)
+    return events
+
+
+def test_every_outcome_over_http(engine: EngineProcess) -> None:
+    for i, (raw, want) in enumerate(outcome_cases()):
+        r = post(engine, raw + b"\n")
+        assert r.status_code == 200, (i, r.text)
+        assert http_outcome(r.json()) == want, (i, raw[:80], r.json())
+
+
+def test_schema_details_name_the_field(engine: EngineProcess) -> None:
+    body = b"\n".join([
+        ev(1, "review.posted", {"product": "p", "rating": 6}),
+        ev(2, "comment.posted", {"thread": "t"}, identity={"channel": "twitter", "handle": "@"}),
+        ev(3, "idea.voted", {"idea": "i", "note": "typo"}),
+        json.dumps({"id": "e-4", "type": "idea.voted", "occurred_at": "2026-10-01T12:00:00Z", "source": "s",
+                    "channel": "web", "data": {"idea": "i"}}).encode(),
+    ])
+    rejected = post(engine, body).json()["rejected"]
+    details = {item["id"]: item["detail"] for item in rejected}
+    assert details["e-1"].startswith("data.rating")
+    assert details["e-2"].startswith("identity.handle")
+    assert "data.note" in details["e-3"]
+    assert "customer" in details["e-4"]
+
+
+async def test_nats_gives_the_same_outcomes_as_http(tmp_path: Path) -> None:
+    cases = outcome_cases()
+    by_http = EngineProcess(tmp_path / "http").start()
+    by_nats = EngineProcess(tmp_path / "nats").start()
+    try:
+        for raw, _ in cases:
+            assert post(by_http, raw + b"\n").status_code == 200
+        nc = await nats.connect(by_nats.nats)
+        js = nc.jetstream()
+        for raw, _ in cases:
+            await js.publish("touchpoints.test", raw)  # no Nats-Msg-Id: the engine's own dedupe decides
+        await nc.close()
+        accepted = sum(1 for _, want in cases if want == "accepted")
+        rejected = sum(1 for _, want in cases if want not in ("accepted", "duplicate"))
+        by_nats.wait_for_head(accepted)
+        deadline = time.time() + 30
+        while len(all_rejects(by_nats)) < rejected and time.time() < deadline:
+            time.sleep(0.1)
+
+        def outcomes(eng: EngineProcess) -> list[tuple[str | None, str, str]]:
+            return [(r["id"], r["reason"], r["detail"]) for r in all_rejects(eng)]
+
+        assert outcomes(by_nats) == outcomes(by_http)
+        assert [r["via"] for r in all_rejects(by_nats)] == ["nats:touchpoints.test"] * rejected
+        assert {r["via"] for r in all_rejects(by_http)} == {"http"}
+        assert logged_events(by_nats, by_nats.data) == logged_events(by_http, by_http.data)
+        assert len(logged_events(by_nats, by_nats.data)) == accepted
+    finally:
+        by_http.kill()
+        by_nats.kill()
+
+
+def test_json_array_body_answers_each_element(engine: EngineProcess) -> None:
+    body = json.dumps([json.loads(ev(1, "idea.voted", {"idea": "i"})), 42,
+                       json.loads(ev(2, "idea.voted", {"idea": "i", "x": 1})),
+                       json.loads(ev(1, "idea.voted", {"idea": "i"}))]).encode()
+    answer = post(engine, body, "application/json").json()
+    assert answer["accepted"] == 1 and answer["duplicates"] == 1
+    assert [(x["index"], x["id"], x["reason"]) for x in answer["rejected"]] == [
+        (1, None, "malformed"), (2, "e-2", "schema")]
+
+
+def test_single_json_event_that_is_not_json_is_a_kept_malformed_reject(engine: EngineProcess) -> None:
+    answer = post(engine, b"{not json", "application/json; charset=utf-8").json()
+    assert answer["rejected"][0]["reason"] == "malformed"
+    assert [r["reason"] for r in all_rejects(engine)] == ["malformed"]
+
+
+def test_array_element_size_counts_its_compact_encoding(engine: EngineProcess) -> None:
+    padded = json.dumps(json.loads(ev(1, "comment.posted", {"thread": "t", "text": "x" * 60_000})), indent=8000)
+    assert len(padded.encode()) > 64 * 1024  # over the limit only because of white space
+    answer = post(engine, f"[{padded}]".encode(), "application/json").json()
+    assert answer["accepted"] == 1
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "error"), [
+    (b"[{}, ", "application/json", 400, "unparseable"),
+    (b"{}", "text/plain", 415, "unsupported_media_type"),
+    (b"{}", "", 415, "unsupported_media_type"),
+    (b"[" + b",".join([b"{}"] * 1001) + b"]", "application/json", 413, "too_many_events"),
+    (b"\n".join([b"{}"] * 1001), "application/x-ndjson", 413, "too_many_events"),
+])
+def test_bodies_refused_whole_get_a_json_error(engine: EngineProcess, body: bytes, content_type: str,
+                                               status: int, error: str) -> None:
+    r = post(engine, body, content_type)
+    assert r.status_code == status
+    assert r.json()["error"] == error and r.json()["detail"]
+
+
+def test_a_body_over_the_limit_is_413_with_json(engine: EngineProcess) -> None:
+    r = post(engine, b"x" * (70 * 1024 * 1024), "application/x-ndjson")
+    assert r.status_code == 413 and "error" in r.json()
+
+
+def test_ndjson_skips_blank_lines_and_indexes_events(engine: EngineProcess) -> None:
+    body = b"\n" + ev(1, "idea.voted", {"idea": "i"}) + b"\r\n\n" + b"oops\n"
+    answer = post(engine, body).json()
+    assert answer["accepted"] == 1
+    assert [(x["index"], x["reason"]) for x in answer["rejected"]] == [(1, "malformed")]

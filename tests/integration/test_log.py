@@ -1,0 +1,173 @@
+"""The log on real SQLite files: positions, durability, idempotency across reopen, keys, rejects."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commands.outcomes import Accepted, Duplicate, Rejected
+from engine.chain import verify
+from engine.log import Log, LogError
+from engine.received import Received
+from tests.samples import ev
+
+NOW = datetime(2026, 10, 2, tzinfo=UTC)
+
+
+def commit(log: Log, *raws: bytes, via: str = "test") -> list[Any]:
+    return log.commit([Received(raw, via, NOW) for raw in raws])
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Log:
+    opened = Log(tmp_path / "log.sqlite")
+    yield opened
+    opened.close()
+
+
+def test_every_connection_is_wal_with_full_fsync(log: Log) -> None:
+    con = sqlite3.connect(log.path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+    with log._datastore.transaction(commit=False) as c:  # the engine's own connections
+        c.execute("PRAGMA synchronous")
+        assert c.fetchone()[0] == 2  # FULL
+        c.execute("PRAGMA secure_delete")
+        assert c.fetchone()[0] == 1
+
+
+def test_positions_are_gapless_across_batches_with_rejects_between(log: Log) -> None:
+    outcomes = commit(log, ev(1, "idea.voted", {"idea": "i"}), b"junk", ev(2, "idea.voted", {"idea": "i"}))
+    outcomes += commit(log, ev(3, "idea.voted", {"idea": "i"}), ev(3, "idea.voted", {"idea": "i"}))
+    assert [type(o).__name__ for o in outcomes] == ["Accepted", "Rejected", "Accepted", "Accepted", "Duplicate"]
+    assert [o.position for o in outcomes if isinstance(o, Accepted)] == [1, 2, 3]
+    positions = [json.loads(r)["position"] for r in log.iter_records()]
+    assert positions == [1, 2, 3]
+    assert verify(log.iter_records()) == (3, None)
+
+
+def test_idempotency_holds_after_reopening(tmp_path: Path) -> None:
+    first = Log(tmp_path / "log.sqlite")
+    commit(first, ev(1, "purchase.completed", {"order": "o", "amount_cents": 5, "currency": "EUR"}))
+    first.close()
+    again = Log(tmp_path / "log.sqlite")
+    same = ev(1, "purchase.completed", {"order": "o", "amount_cents": 5, "currency": "EUR"},
+              at="2026-10-01T13:00:00+01:00")  # the same instant
+    other = ev(1, "purchase.completed", {"order": "o", "amount_cents": 6, "currency": "EUR"})
+    assert commit(again, same, other) == [
+        Duplicate(1),
+        Rejected("duplicate_conflict", "id: 'e-1' is in the log (position 1) with other content"),
+    ]
+    assert again.head.position == 1
+    again.close()
+
+
+def test_head_and_chain_carry_on_after_reopening(tmp_path: Path) -> None:
+    first = Log(tmp_path / "log.sqlite")
+    commit(first, ev(1, "idea.voted", {"idea": "i"}))
+    first.close()
+    again = Log(tmp_path / "log.sqlite")
+    assert commit(again, ev(2, "idea.voted", {"idea": "i"})) == [Accepted(2)]
+    assert verify(again.iter_records()) == (2, None)
+    again.close()
+
+
+def test_personal_fields_are_ciphertext_in_the_file(log: Log) -> None:
+    commit(log, ev(1, "customer.registered", {"name": "Zebedee Canary", "email": "zc@example.org"}),
+           ev(2, "post.published", {"thread": "t", "title": "Canary title", "text": "Canary text"}))
+    record = json.loads(log.records()[0])
+    assert record["event"]["data"]["name"].startswith("enc1:")
+    log.close()
+    blob = b"".join(p.read_bytes() for p in log.path.parent.iterdir())
+    assert b"Canary" not in blob and b"zc@example.org" not in blob
+
+
+def test_erasure_destroys_the_keys_of_the_customer_and_its_linked_identities(log: Log) -> None:
+    commit(log,
+           ev(1, "customer.registered", {"name": "Ada"}),
+           ev(2, "comment.posted", {"thread": "t", "text": "hi"}, identity={"channel": "Twitter", "handle": "@Ada"}),
+           ev(3, "identity.linked", {"channel": "twitter", "handle": "ada"}),
+           ev(4, "comment.posted", {"thread": "t", "text": "keep"}, identity={"channel": "forum", "handle": "bob"}),
+           ev(5, "customer.erased"))
+    lookup = log.key_lookup()
+    key_of = [json.loads(r)["event"]["data"] for r in log.records()]
+    ada_name, ada_tweet, bob_post = key_of[0]["name"], key_of[1]["text"], key_of[3]["text"]
+    assert lookup(ada_name.split(":")[1]) is None
+    assert lookup(ada_tweet.split(":")[1]) is None
+    assert lookup(bob_post.split(":")[1]) is not None
+    assert verify(log.iter_records()) == (5, None)
+
+
+def test_an_unlinked_identity_starts_afresh_after_erasure(log: Log) -> None:
+    commit(log, ev(1, "identity.linked", {"channel": "twitter", "handle": "ada"}), ev(2, "customer.erased"))
+    outcomes = commit(log,
+                      ev(3, "comment.posted", {"thread": "t", "text": "new"},
+                         identity={"channel": "twitter", "handle": "ada"}),
+                      ev(4, "idea.voted", {"idea": "i"}),
+                      ev(5, "identity.linked", {"channel": "twitter", "handle": "ada"}))
+    assert outcomes[0] == Accepted(3)
+    assert [o.reason for o in outcomes[1:]] == ["erased", "erased"]  # type: ignore[union-attr]
+    new_key = json.loads(log.records(after=2)[0])["event"]["data"]["text"].split(":")[1]
+    assert log.key_lookup()(new_key) is not None
+
+
+def test_rejects_keep_raw_bytes_reason_detail_and_path(log: Log) -> None:
+    bad = ev(1, "review.posted", {"product": "p", "rating": 9, "text": "secret words"})
+    commit(log, bad, b"\x00\x01not json", via="nats:touchpoints.shop")
+    rows = log.rejects()
+    assert [(r.id, r.reason, r.via) for r in rows] == [("e-1", "schema", "nats:touchpoints.shop"),
+                                                        (None, "malformed", "nats:touchpoints.shop")]
+    assert "data.rating" in rows[0].detail
+    assert log.reject_raw(rows[0].seq) == bad  # readable for roles allowed to
+    assert log.reject_raw(rows[1].seq) == b"\x00\x01not json"
+    assert log.reject_counts() == {"malformed": 1, "schema": 1}
+    log.close()
+    blob = b"".join(p.read_bytes() for p in log.path.parent.iterdir())  # the file, and its WAL if any
+    assert b"secret words" not in blob
+
+
+def test_rejects_naming_an_erased_customer_are_shredded(log: Log) -> None:
+    commit(log, ev(1, "idea.voted", {"idea": "i"}), ev(2, "review.posted", {"product": "p", "rating": 9, "text": "x"}))
+    commit(log, ev(3, "customer.erased"), ev(4, "comment.posted", {"thread": "t", "text": "late"}))
+    first, after = log.rejects()
+    assert log.reject_raw(first.seq) is None  # its key went with the erasure
+    assert after.reason == "erased" and log.reject_raw(after.seq) is None
+
+
+def test_a_log_written_by_someone_else_is_refused(tmp_path: Path) -> None:
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, ev(1, "idea.voted", {"idea": "i"}))
+    log.close()
+    con = sqlite3.connect(tmp_path / "log.sqlite")
+    con.execute("INSERT INTO stored_events VALUES ('x', 1, 't', x'00')")
+    con.commit()
+    con.close()
+    with pytest.raises(LogError, match="something else wrote to it"):
+        Log(tmp_path / "log.sqlite")
+
+
+def test_case_state_is_kept_on_the_write_side(log: Log) -> None:
+    outcomes = commit(log,
+                      ev(1, "case.opened", {"case": "k"}),
+                      ev(2, "case.solved", {"case": "k"}),
+                      ev(3, "case.closed", {"case": "k"}),
+                      ev(4, "case.rated", {"case": "k", "rating": "good"}),
+                      ev(5, "case.reopened", {"case": "k"}),
+                      ev(6, "case.assigned", {"case": "nope", "agent": "a"}),
+                      ev(7, "case.opened", {"case": "k"}))
+    assert [getattr(o, "reason", "ok") for o in outcomes] == [
+        "ok", "ok", "ok", "ok", "invalid_transition", "unknown_case", "case_exists"]
+
+
+def test_a_link_reaches_the_events_of_the_identity_it_names(log: Log) -> None:
+    """`@@x` is the identity `@x` (one `@` stripped): the link must find those events' keys."""
+    commit(log,
+           ev(1, "comment.posted", {"thread": "t", "text": "hi"}, identity={"channel": "twitter", "handle": "@@X"}),
+           ev(2, "identity.linked", {"channel": "Twitter", "handle": "@@X"}),
+           ev(3, "customer.erased"))
+    key = json.loads(log.records()[0])["event"]["data"]["text"].split(":")[1]
+    assert log.key_lookup()(key) is None
