@@ -163,3 +163,25 @@ def test_ndjson_skips_blank_lines_and_indexes_events(engine: EngineProcess) -> N
     answer = post(engine, body).json()
     assert answer["accepted"] == 1
     assert [(x["index"], x["reason"]) for x in answer["rejected"]] == [(1, "malformed")]
+
+
+async def test_poison_messages_over_nats_are_kept_and_do_not_block_what_follows(engine: EngineProcess) -> None:
+    import random
+
+    rng = random.Random(7)
+    poison = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) for _ in range(40)]
+    poison += [b"", b"{}", b"null", b'{"type": 1}', b'{"type": "idea.voted"}', b"\x00" * 70_000]
+    nc = await nats.connect(engine.nats)
+    js = nc.jetstream()
+    for k, bad in enumerate(poison):
+        await js.publish("touchpoints.fuzz", bad)
+        await js.publish("touchpoints.fuzz", ev(f"ok-{k}", "idea.voted", {"idea": "i"}))
+    await nc.close()
+    engine.wait_for_head(len(poison))
+    deadline = time.time() + 30
+    while len(all_rejects(engine)) < len(poison) and time.time() < deadline:
+        time.sleep(0.1)
+    kept = all_rejects(engine)
+    assert len(kept) == len(poison)
+    assert {r["reason"] for r in kept} <= {"malformed", "unknown_type", "schema", "too_large"}
+    assert engine.get("/health").json()["log"]["head"] == len(poison)
