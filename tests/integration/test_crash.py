@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import nats
@@ -35,14 +35,14 @@ def comment(k: int) -> bytes:
     return ev(f"n-{k}", "comment.posted", {"thread": f"t-{k % 97}", "text": "ünïcødé ✓"}, customer=f"c-{k % 300}")
 
 
-async def publish_all(url: str, ks: range, window: int = 500) -> list[str]:
+async def publish_all(url: str, ks: Sequence[int], window: int = 500) -> list[str]:
     """Publish with Nats-Msg-Id in concurrent windows; returns the ids JetStream acknowledged."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     ids: list[str] = []
     try:
-        for start in range(ks.start, ks.stop, window):
-            chunk = range(start, min(start + window, ks.stop))
+        for start in range(0, len(ks), window):
+            chunk = ks[start:start + window]
             await asyncio.gather(*(js.publish("touchpoints.crash", comment(k), headers={"Nats-Msg-Id": f"e-n-{k}"})
                                    for k in chunk))
             ids += [f"e-n-{k}" for k in chunk]
@@ -60,18 +60,39 @@ def engine(tmp_path: Path) -> Iterator[EngineProcess]:
         eng.kill()
 
 
+async def publish_until_killed(url: str, ks: range, acked: list[str], window: int = 500) -> None:
+    """Publish while the engine may die under us: only what JetStream acknowledged counts."""
+    nc = await nats.connect(url, max_reconnect_attempts=0)
+    js = nc.jetstream()
+    try:
+        for start in range(ks.start, ks.stop, window):
+            chunk = range(start, min(start + window, ks.stop))
+            acks = await asyncio.gather(*(js.publish("touchpoints.crash", comment(k), timeout=2,
+                                                     headers={"Nats-Msg-Id": f"e-n-{k}"})
+                                          for k in chunk), return_exceptions=True)
+            acked += [f"e-n-{k}" for k, ack in zip(chunk, acks, strict=True) if not isinstance(ack, BaseException)]
+            if any(isinstance(ack, BaseException) for ack in acks):
+                return  # the server is gone
+    finally:
+        await nc.close()
+
+
 async def test_sigkill_during_a_20000_event_ingest_loses_and_duplicates_nothing(engine: EngineProcess) -> None:
     engine.start()
-    ids = await publish_all(engine.nats, range(0, 10_000))
-    await asyncio.sleep(0.2)  # the engine is mid-way through the backlog
-    head_before = engine.get("/health").json()["log"]["head"]
-    engine.kill()  # the engine and its nats-server, together
-    assert head_before < 10_000, "the kill should land mid-ingest; the test lost its point"
+    acked: list[str] = []
+    publishing = asyncio.create_task(publish_until_killed(engine.nats, range(0, 20_000), acked))
+    while engine.get("/health").json()["log"]["head"] < 5_000:
+        await asyncio.sleep(0.05)
+    engine.kill()  # the engine and its nats-server together, with publishes and a batch in flight
+    await publishing
+    assert 5_000 <= len(acked) < 20_000, "the kill should land mid-ingest; the test lost its point"
     engine.start()
-    ids += await publish_all(engine.nats, range(10_000, 20_000))
+    rest = [k for k in range(20_000) if f"e-n-{k}" not in set(acked)]
+    for start in range(0, len(rest), 500):
+        await publish_all(engine.nats, rest[start:start + 500])
     engine.wait_for_head(20_000, timeout=180)
     engine.stop()
-    assert_exactly_once(engine.data, ids)
+    assert_exactly_once(engine.data, [f"e-n-{k}" for k in range(20_000)])
     assert len(exported(engine.data)) == 20_000
 
 

@@ -1,5 +1,5 @@
 """The stream and the durable pull consumer against a real nats-server: order, ack after commit,
-work-queue removal, idling, big messages, a kill -9 of the server, and a draining stop."""
+purge after commit, idling, big messages, a kill -9 of the server, and a draining stop."""
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import nats
+import pytest
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType
 
-from engine.jetstream import DURABLE, STREAM, Consumer, ensure_stream
+from engine.jetstream import DURABLE, STREAM, Consumer, StreamMismatch, ensure_stream
 from engine.natsserver import NatsServer
 from engine.received import Received
 from tests.integration.conftest import publish
@@ -76,12 +77,12 @@ def numbered(start: int, stop: int) -> list[bytes]:
     return [f"{i:05d}".encode() for i in range(start, stop)]
 
 
-async def test_stream_is_a_file_work_queue_that_drops_repeated_msg_ids(nc: Client) -> None:
+async def test_stream_is_a_file_stream_that_drops_repeated_msg_ids(nc: Client) -> None:
     js = nc.jetstream()
     await ensure_stream(js)
     await ensure_stream(js)  # again at the next start: an update, not an error
     config = (await js.stream_info(STREAM)).config
-    assert config.retention == RetentionPolicy.WORK_QUEUE
+    assert config.retention == RetentionPolicy.LIMITS  # emptied by purges after commit, not per ack
     assert config.storage == StorageType.FILE
     assert config.duplicate_window == 120
     assert config.subjects == ["touchpoints.>"]
@@ -317,3 +318,18 @@ async def test_stop_while_idle_returns_at_once(nc: Client) -> None:
     await asyncio.wait_for(consumer.stop(), 5)
     await task
     assert loop.time() - began < 0.5
+
+
+async def test_an_empty_work_queue_stream_of_an_older_engine_is_remade(nc: Client) -> None:
+    js = nc.jetstream()
+    await js.add_stream(name=STREAM, subjects=["touchpoints.>"], retention=RetentionPolicy.WORK_QUEUE)
+    await ensure_stream(js)
+    assert (await js.stream_info(STREAM)).config.retention == RetentionPolicy.LIMITS
+
+
+async def test_a_work_queue_stream_with_messages_waiting_is_not_taken_over(nc: Client) -> None:
+    js = nc.jetstream()
+    await js.add_stream(name=STREAM, subjects=["touchpoints.>"], retention=RetentionPolicy.WORK_QUEUE)
+    await publish(js, "touchpoints.a", b"{}", "evt-1")
+    with pytest.raises(StreamMismatch, match="1 messages waiting"):
+        await ensure_stream(js)
