@@ -204,14 +204,18 @@ def _now() -> datetime:
 class Log:
     """The single writer of one data directory's log (ingest holds it on one thread)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = _now, create: bool = True) -> None:
+        """Open the log at `path`; `create=False` opens an existing one without writing to it
+        (audit tools run beside a live engine, or on a copy)."""
         self.path = path
         self._clock = clock
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
             self._datastore = _Datastore(str(path))
             self._recorder = LogRecorder(self._datastore)
-            self._recorder.create_table()
+            if create:
+                self._recorder.create_table()
         except (OSError, sqlite3.Error) as e:
             raise LogError(f"cannot open the log at {path}: {e}") from e
         except Exception as e:  # the library wraps sqlite3 errors in its own types

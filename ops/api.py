@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,8 @@ from commands.outcomes import REASONS, Accepted, Duplicate, Outcome, Rejected
 from commands.parsing import MAX_BYTES
 from engine.ingest import Ingest
 from engine.received import Received
+
+log = logging.getLogger("engage.api")
 
 MAX_EVENTS = 1000
 # A full batch of 1,000 events of 64 KiB each, plus the array's punctuation and line breaks.
@@ -140,7 +143,13 @@ def build_app(ingest: Ingest, *, clock: Callable[[], datetime] = lambda: datetim
         except BodyRefused as refused:
             return problem(refused.status, refused.error, refused.detail)
         now = clock()
-        outcomes = await ingest.submit([Received(raw, "http", now) for raw in items], "http")
+        try:
+            outcomes = await ingest.submit([Received(raw, "http", now) for raw in items], "http")
+        except Exception:
+            # Something is broken (disk full, database locked): nothing of the body was committed,
+            # and the producer may send it again as it is (ids make retries idempotent).
+            log.exception("POST /events: commit failed")
+            return problem(503, "unavailable", "the events could not be committed; nothing was kept: retry")
         return Response(msgspec.json.encode(answer(items, outcomes)), media_type=MediaType.JSON)
 
     @get("/health", summary="Log head position")

@@ -25,7 +25,7 @@ def open_log(data: Path) -> Log:
     if not path.is_file():
         raise UsageError(f"no log at {path}: is --data the directory `engage up` uses?")
     try:
-        return Log(path)
+        return Log(path, create=False)
     except LogError as e:
         raise UsageError(str(e)) from e
 

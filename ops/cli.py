@@ -107,10 +107,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise UsageError(f"--listen {args.listen}: without authentication the engine listens on loopback only")
     from engine.natsserver import NatsServerError
 
+    from engine.jetstream import StreamMismatch
+
     try:
         asyncio.run(run(settings, announce=lambda line: print(line, flush=True)))
-    except NatsServerError as e:
+    except (NatsServerError, StreamMismatch) as e:
         raise UsageError(str(e)) from e
+    except Exception:
+        # Not a user mistake: something broke while running. The traceback goes to the log.
+        logging.getLogger("engage").exception("engage up stopped on an error")
+        return 1
     return 0
 
 
