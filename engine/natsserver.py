@@ -119,6 +119,10 @@ class NatsServer:
         except OSError as e:
             raise NatsServerError(f"cannot run {binary}: {e.strerror}") from e
 
+    def exit_code(self) -> int | None:
+        """The exit code if the server died on its own since start(); None while it runs."""
+        return None if self._proc is None else self._proc.poll()
+
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM (nats-server shuts JetStream down cleanly), SIGKILL after `timeout` seconds."""
         self._terminate(timeout)

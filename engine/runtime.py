@@ -23,7 +23,7 @@ from engine import jetstream
 from engine.datalock import DataLock
 from engine.ingest import Ingest
 from engine.log import Log, LogError
-from engine.natsserver import NatsServer
+from engine.natsserver import NatsServer, NatsServerError
 from engine.received import Received
 from engine.settings import Settings, UsageError
 from ops.api import build_app
@@ -100,6 +100,9 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
 
+        if settings.nats_url is None:
+            supervising = asyncio.create_task(_supervise(server, stopping), name="nats-server-supervisor")
+            stack.push_async_callback(_cancel, supervising)
         consuming = asyncio.create_task(consumer.run(), name="jetstream-consumer")
         serving = asyncio.create_task(http.serve(sockets=[sock]), name="http")
         host, port = sock.getsockname()[:2]
@@ -121,6 +124,27 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
         if crashed:
             raise crashed[0].exception()  # type: ignore[misc]
     announce("engage up: stopped")
+
+
+async def _supervise(server: NatsServer, stopping: asyncio.Event) -> None:
+    """The engine's own nats-server comes back if it dies: same port, same store (what JetStream
+    acknowledged was fsynced), and the consumer resumes from the lowest unacked message."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=1)
+        code = server.exit_code()
+        if code is not None and not stopping.is_set():
+            log.error("nats-server exited with code %s; starting it again", code)
+            try:
+                server.start()  # on the main thread, like the first start
+            except NatsServerError as e:
+                log.error("nats-server did not start again: %s; retrying", e)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _close_nats(nc: Any) -> None:

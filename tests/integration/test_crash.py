@@ -160,3 +160,27 @@ async def test_duplicates_hold_across_an_engine_restart_and_across_paths(engine:
     await asyncio.sleep(1)
     assert engine.get("/health").json()["log"]["head"] == 1
     assert [x["reason"] for x in engine.get("/rejects").json()["items"]] == ["duplicate_conflict"]
+
+
+async def test_the_engines_own_nats_server_is_restarted_if_it_dies(engine: EngineProcess) -> None:
+    import os
+    import signal
+
+    engine.start()
+    ids = await publish_all(engine.nats, range(0, 1000))
+    engine.wait_for_head(1000)
+    pid = int((engine.data / "nats" / "nats-server.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)  # only the server; the engine lives on
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            ids += await publish_all(engine.nats, range(1000, 2000))
+            break
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    engine.wait_for_head(2000)
+    engine.stop()
+    assert_exactly_once(engine.data, ids)
+    assert "starting it again" in engine.log_tail(20_000)
