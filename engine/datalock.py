@@ -14,6 +14,8 @@ class DataLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise UsageError(f"--data {self.path.parent} is a file, not a directory")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

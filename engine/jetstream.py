@@ -25,7 +25,11 @@ from engine.received import Received
 STREAM = "TOUCHPOINTS"
 SUBJECTS = ["touchpoints.>"]
 DURABLE = "engage-ingest"
-DUPLICATE_WINDOW = 120.0  # seconds in which a repeated Nats-Msg-Id is dropped by JetStream itself
+# JetStream drops a repeated Nats-Msg-Id inside this window without comparing content, so a
+# conflicting resend would never reach the engine and no `duplicate_conflict` would be kept (SPEC §2:
+# every rejection is kept). The engine's own idempotency is exact and lasts forever: the stream's
+# window is the server's minimum.
+DUPLICATE_WINDOW = 0.1
 
 FETCH_TIMEOUT = 1.0  # an idle fetch returns this often, so stop() is never kept waiting long
 FETCH_HEARTBEAT = 0.25

@@ -12,7 +12,6 @@ library's process recorder, which writes its tracking row inside `_insert_events
 """
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -43,7 +42,7 @@ LOG_ID = uuid.uuid5(uuid.NAMESPACE_URL, "urn:engage:log")
 TOPIC = "engage:touchpoint/v1"
 
 SIDE_TABLES = [
-    # Idempotency by id, far beyond JetStream's dedupe window (SPEC §2): the digest of the
+    # Idempotency by id, forever, not only within a JetStream window (SPEC §2): the digest of the
     # normalised plaintext event tells `duplicate` from `duplicate_conflict`.
     "CREATE TABLE IF NOT EXISTS event_ids ("
     "id TEXT PRIMARY KEY, digest BLOB NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID",
@@ -216,13 +215,13 @@ class Log:
             self._recorder = LogRecorder(self._datastore)
             if create:
                 self._recorder.create_table()
-        except (OSError, sqlite3.Error) as e:
-            raise LogError(f"cannot open the log at {path}: {e}") from e
-        except Exception as e:  # the library wraps sqlite3 errors in its own types
+            self._check_durability()
+            self._head = self._read_head()
+        except LogError:
+            raise
+        except Exception as e:  # sqlite3's errors, or the library's wrappers of them
             raise LogError(f"cannot open the log at {path}: {e}") from e
         self._keys = KeyRing()
-        self._check_durability()
-        self._head = self._read_head()
 
     # --- opening -------------------------------------------------------------------------------
 

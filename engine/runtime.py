@@ -50,7 +50,8 @@ def bind(host: str, port: int) -> socket.socket:
         if e.errno == errno.EADDRINUSE:
             raise UsageError(f"{host}:{port} is in use: choose another with --listen HOST:PORT (0 picks one)") from e
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}") from e
-    sock.listen(2048)
+    # No listen() here: asyncio listens when uvicorn starts serving, after the stream exists, so
+    # "the HTTP port accepts connections" means "the engine is ready".
     sock.set_inheritable(True)
     return sock
 
@@ -105,6 +106,8 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
             stack.push_async_callback(_cancel, supervising)
         consuming = asyncio.create_task(consumer.run(), name="jetstream-consumer")
         serving = asyncio.create_task(http.serve(sockets=[sock]), name="http")
+        while not http.started and not serving.done():  # announce only what already answers
+            await asyncio.sleep(0.01)
         host, port = sock.getsockname()[:2]
         announce(f"engage up: data in {settings.data} (log head at position {ingest.log.head.position})")
         announce(f"  nats  {nats_url}  (publish to touchpoints.>)")

@@ -41,10 +41,17 @@ def _default_data() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="engage", description="Event-sourced engagement engine for Social CRM.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    examples = argparse.RawDescriptionHelpFormatter
 
     up = sub.add_parser("up", help="run the log, NATS ingest and the HTTP API locally",
-                        description="Run everything on this machine with embedded defaults (SPEC §9).")
+                        description="Run everything on this machine with embedded defaults (SPEC §9). "
+                                    "SIGINT/SIGTERM stop it cleanly; a restart carries on where it stopped.",
+                        formatter_class=examples, epilog=(
+                            "examples:\n"
+                            "  engage up\n"
+                            "  engage up --data /var/lib/engage --listen 127.0.0.1:0 --nats-port 0\n"
+                            "  ENGAGE_NATS=nats://10.0.0.5:4222 engage up    (an existing NATS server)"))
     up.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA] (default ./engage-data)")
     up.add_argument("--listen", default=os.environ.get("ENGAGE_LISTEN", "127.0.0.1:8080"),
                     help="HTTP API HOST:PORT [ENGAGE_LISTEN] (default 127.0.0.1:8080; port 0 picks one)")
@@ -56,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--batch", type=int, default=256, help=argparse.SUPPRESS)
 
     emit = sub.add_parser("emit", help="publish a file of events (NDJSON) over HTTP or NATS",
-                          description="Send NDJSON events as a producer would and print each outcome's count.")
+                          description="Send NDJSON events as a producer would and print each outcome's count. "
+                                      "Over NATS the engine decides later: see GET /rejects.",
+                          formatter_class=examples, epilog=(
+                              "examples:\n"
+                              "  engage emit events.ndjson --http http://127.0.0.1:8080\n"
+                              "  engage emit - --nats nats://127.0.0.1:4222 < events.ndjson"))
     emit.add_argument("file", help="NDJSON file, or - for standard input")
     to = emit.add_mutually_exclusive_group(required=True)
     to.add_argument("--http", metavar="URL", help="the engine's HTTP API, e.g. http://127.0.0.1:8080")
@@ -64,11 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--subject", default="touchpoints.emit", help="NATS subject (under touchpoints.)")
 
     verify = sub.add_parser("verify", help="verify the hash chain of a data directory or an export",
-                            description="Exit 0 when the chain is intact; else exit 1 naming the first bad position.")
+                            description="Exit 0 when the chain is intact; else exit 1 naming the first bad position.",
+                            formatter_class=examples, epilog=(
+                                "examples:\n"
+                                "  engage verify log.jsonl\n"
+                                "  engage verify --data ./engage-data"))
     verify.add_argument("export", nargs="?", type=Path, help="an export (JSON Lines); omit to check --data")
     verify.add_argument("--data", help="data directory [ENGAGE_DATA]")
 
-    export = sub.add_parser("export", help="export the log as JSON Lines (SPEC §8)")
+    export = sub.add_parser("export", help="export the log as JSON Lines (SPEC §8)",
+                            description="One record per line in position order; each line verifies on its own "
+                                        "chain (SPEC §8).",
+                            formatter_class=examples, epilog=(
+                                "examples:\n"
+                                "  engage export --data ./engage-data -o log.jsonl\n"
+                                "  engage export --decrypt | jq .personal"))
     export.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA]")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     export.add_argument("--decrypt", action="store_true",
@@ -77,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named first: `engage --bogus` is about the flag, not the missing command
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error(f"a COMMAND is required: {', '.join(COMMANDS)}")
     _configure_logging()
     try:
         code = COMMANDS[args.command](args)
@@ -86,17 +113,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # `engage export | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     sys.exit(code)
 
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise for `emit`
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from engine.runtime import run
-
     host, port = parse_listen(args.listen)
     settings = Settings(
         data=Path(args.data).resolve(), listen_host=host, listen_port=port,
@@ -105,12 +134,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(f"--listen {args.listen}: without authentication the engine listens on loopback only")
-    from engine.natsserver import NatsServerError
-
     from engine.jetstream import StreamMismatch
+    from engine.natsserver import NatsServerError
+    from engine.runtime import run
 
     try:
         asyncio.run(run(settings, announce=lambda line: print(line, flush=True)))
+    except UsageError:
+        raise
     except (NatsServerError, StreamMismatch) as e:
         raise UsageError(str(e)) from e
     except Exception:

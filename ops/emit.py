@@ -71,8 +71,11 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
     import nats
     from nats.errors import NoServersError
 
+    async def quiet(_: Exception) -> None:
+        return None  # the one line below says it; nats-py would log a traceback per attempt
+
     try:
-        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=3)
+        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
     except (NoServersError, OSError) as e:
         raise UsageError(f"cannot reach NATS at {url}: {e}; is `engage up` running there?") from e
     js = nc.jetstream()

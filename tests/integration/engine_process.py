@@ -93,7 +93,7 @@ class EngineProcess:
         while time.time() < end and (port_open(self.http_port) or port_open(self.nats_port)):
             time.sleep(0.1)
 
-    def get(self, path: str, **params: object) -> httpx.Response:
+    def get(self, path: str, **params: str | int) -> httpx.Response:
         return httpx.get(self.http + path, params=params, timeout=30)
 
     def wait_for_head(self, position: int, timeout: float = 60) -> int:

@@ -185,3 +185,22 @@ async def test_poison_messages_over_nats_are_kept_and_do_not_block_what_follows(
     assert len(kept) == len(poison)
     assert {r["reason"] for r in kept} <= {"malformed", "unknown_type", "schema", "too_large"}
     assert engine.get("/health").json()["log"]["head"] == len(poison)
+
+
+async def test_a_conflicting_resend_over_nats_is_kept_as_a_reject(engine: EngineProcess) -> None:
+    import asyncio
+
+    nc = await nats.connect(engine.nats)
+    js = nc.jetstream()
+    first = ev("c", "purchase.completed", {"order": "o", "amount_cents": 1, "currency": "EUR"})
+    other = ev("c", "purchase.completed", {"order": "o", "amount_cents": 2, "currency": "EUR"})
+    await js.publish("touchpoints.shop", first, headers={"Nats-Msg-Id": "e-c"})
+    await asyncio.sleep(0.3)  # past the stream's 100 ms window: JetStream must not swallow it
+    ack = await js.publish("touchpoints.shop", other, headers={"Nats-Msg-Id": "e-c"})
+    await nc.close()
+    assert not ack.duplicate
+    engine.wait_for_head(1)
+    deadline = time.time() + 30
+    while not all_rejects(engine) and time.time() < deadline:
+        time.sleep(0.1)
+    assert [(r["id"], r["reason"]) for r in all_rejects(engine)] == [("e-c", "duplicate_conflict")]

@@ -1,0 +1,427 @@
+"""`engage` as a person runs it: a mistake gets one line saying what to do and exit code 2, never a
+traceback; the good paths do what `--help` and the README say (SPEC §8, §9)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.engine_process import ENGAGE, EngineProcess, free_port, port_open
+from tests.samples import ev
+
+COMMANDS = ("up", "emit", "verify", "export")
+
+
+def cli(*args: str, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The CLI as a subprocess, in `cwd`, with no ENGAGE_* variable but those in `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
+    return subprocess.run([*ENGAGE, *args], cwd=cwd, capture_output=True, timeout=timeout, text=True,
+                          env={**clean, **(env or {})}, input=None if stdin is None else stdin.decode())
+
+
+def one_line_error(r: subprocess.CompletedProcess[str], *words: str) -> str:
+    """Exit 2 and exactly one line on stderr, containing `words`: a usage error, not a crash."""
+    output = f"exit {r.returncode}\nstdout: {r.stdout!r}\nstderr:\n{r.stderr}"
+    assert "Traceback" not in r.stderr, output
+    assert r.returncode == 2, output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    for word in words:
+        assert word in lines[0], output
+    return lines[0]
+
+
+def counts(stdout: str) -> dict[str, int]:
+    """`engage emit`'s table, one `name  count` per line; outcomes that did not occur left out."""
+    found: dict[str, int] = {}
+    for line in stdout.splitlines():
+        name, _, n = line.rstrip().rpartition("  ")
+        if int(n):
+            found[name.strip()] = int(n)
+    return found
+
+
+def ndjson(*events: bytes) -> bytes:
+    return b"".join(e + b"\n" for e in events)
+
+
+# --- mistakes: one line, exit 2 ------------------------------------------------------------------
+
+UP = ("up", "--data", "{tmp}/data")
+
+USAGE_ERRORS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("unknown flag of a command", (*UP, "--bogus"), ("--bogus",)),
+    ("unknown flag before the command", ("--bogus", "up"), ("--bogus",)),
+    ("unknown flag alone", ("--bogus",), ("--bogus",)),
+    ("no command", (), ("COMMAND",)),
+    ("unknown command", ("start",), ("start",)),
+    ("listen without a port", (*UP, "--listen", "nonsense", "--nats-port", "0"), ("--listen", "HOST:PORT")),
+    ("listen port out of range", (*UP, "--listen", "127.0.0.1:99999", "--nats-port", "0"), ("--listen", "99999")),
+    ("listen port not a number", (*UP, "--listen", "127.0.0.1:http", "--nats-port", "0"), ("--listen", "http")),
+    ("listen on every interface", (*UP, "--listen", "0.0.0.0:0", "--nats-port", "0"), ("0.0.0.0", "loopback")),
+    ("nats port not a number", (*UP, "--listen", "127.0.0.1:0", "--nats-port", "abc"), ("--nats-port", "abc")),
+    ("nats port out of range", (*UP, "--listen", "127.0.0.1:0", "--nats-port", "65536"), ("--nats-port", "65536")),
+    ("verify a missing export", ("verify", "missing.jsonl"), ("missing.jsonl",)),
+    ("verify an export and --data", ("verify", "log.jsonl", "--data", "{tmp}/data"), ("--data",)),
+    ("verify a directory without a log", ("verify", "--data", "{tmp}/empty"), ("{tmp}/empty", "no log")),
+    ("verify the default directory without a log", ("verify",), ("engage-data", "no log")),
+    ("export a directory without a log", ("export", "--data", "{tmp}/empty"), ("{tmp}/empty", "no log")),
+    ("export a directory that does not exist", ("export", "--data", "{tmp}/nowhere"), ("{tmp}/nowhere", "no log")),
+    ("emit a missing file", ("emit", "missing.ndjson", "--http", "http://127.0.0.1:9"), ("missing.ndjson",)),
+    ("emit without a destination", ("emit", "events.ndjson"), ("--http", "--nats")),
+    ("emit to both", ("emit", "events.ndjson", "--http", "http://x", "--nats", "nats://x"), ("--http", "--nats")),
+    ("emit outside touchpoints.>", ("emit", "events.ndjson", "--nats", "nats://127.0.0.1:9", "--subject", "events"),
+     ("--subject", "touchpoints.")),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), [(a, w) for _, a, w in USAGE_ERRORS], ids=[n for n, _, _ in USAGE_ERRORS])
+def test_usage_mistake_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "events.ndjson").write_bytes(ndjson(ev(1, "idea.voted", {"idea": "i"})))
+    (tmp_path / "log.jsonl").write_bytes(b"")
+    r = cli(*(a.format(tmp=tmp_path) for a in args), cwd=tmp_path)
+    one_line_error(r, *(w.format(tmp=tmp_path) for w in words))
+    assert r.stdout == ""
+    # A mistake leaves nothing behind: no data directory made, no log created where none was.
+    assert not (tmp_path / "data").exists()
+    assert not (tmp_path / "nowhere").exists()
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_usage_mistake_from_the_environment_is_one_line(tmp_path: Path) -> None:
+    r = cli("up", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0", cwd=tmp_path,
+            env={"ENGAGE_NATS_PORT": "abc"})
+    one_line_error(r, "abc")
+
+
+def test_http_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = cli("up", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}", "--nats-port", "0",
+                cwd=tmp_path)
+    one_line_error(r, f"127.0.0.1:{port}", "in use", "--listen")
+
+
+def test_nats_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        http = free_port()
+        r = cli("up", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{http}", "--nats-port", str(port),
+                cwd=tmp_path)
+    one_line_error(r, "NATS", str(port), "in use")
+    assert not port_open(http), "the HTTP port is left open after a failed start"
+
+
+@pytest.mark.parametrize("where", ["a regular file", "a path under a regular file", "a log that is not SQLite"])
+def test_unusable_data_directory(tmp_path: Path, where: str) -> None:
+    regular = tmp_path / "file"
+    regular.write_text("not a directory\n")
+    if where == "a regular file":
+        data = regular
+    elif where == "a path under a regular file":
+        data = regular / "data"
+    else:
+        data = tmp_path / "data"
+        data.mkdir()
+        (data / "log.sqlite").write_bytes(b"this is not an SQLite database\n" * 100)
+    r = cli("up", "--data", str(data), "--listen", "127.0.0.1:0", "--nats-port", "0", cwd=tmp_path)
+    one_line_error(r, str(data))
+
+
+def test_audit_tools_refuse_a_log_that_is_not_sqlite(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "log.sqlite").write_bytes(b"this is not an SQLite database\n" * 100)
+    one_line_error(cli("verify", "--data", str(data), cwd=tmp_path), str(data))
+    one_line_error(cli("export", "--data", str(data), cwd=tmp_path), str(data))
+
+
+def test_second_engine_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
+    engine = EngineProcess(tmp_path / "data")
+    try:
+        engine.start()
+        r = cli("up", "--data", str(engine.data), "--listen", "127.0.0.1:0", "--nats-port", "0", cwd=tmp_path)
+        one_line_error(r, str(engine.data))
+        # The refused one touched nothing: the first still serves both paths.
+        assert engine.get("/health").status_code == 200
+        assert port_open(engine.nats_port)
+        assert engine.proc is not None and engine.proc.poll() is None
+    finally:
+        engine.kill()
+
+
+def test_emit_to_a_closed_http_port(tmp_path: Path) -> None:
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(ndjson(ev(1, "idea.voted", {"idea": "i"})))
+    url = f"http://127.0.0.1:{free_port()}"
+    one_line_error(cli("emit", str(events), "--http", url, cwd=tmp_path), url, "cannot reach")
+
+
+def test_emit_to_a_closed_nats_port(tmp_path: Path) -> None:
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(ndjson(ev(1, "idea.voted", {"idea": "i"})))
+    url = f"nats://127.0.0.1:{free_port()}"
+    one_line_error(cli("emit", str(events), "--nats", url, cwd=tmp_path), url, "cannot reach")
+
+
+# --- help ----------------------------------------------------------------------------------------
+
+
+def test_help_lists_the_commands_with_examples(tmp_path: Path) -> None:
+    r = cli("--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "examples:" in r.stdout
+    for command in COMMANDS:
+        assert re.search(rf"^\s+{command}\s", r.stdout, re.MULTILINE), command
+        assert f"engage {command}" in r.stdout, command
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_help_shows_examples(tmp_path: Path, command: str) -> None:
+    r = cli(command, "--help", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: engage {command}")
+    assert "example" in r.stdout.lower(), f"`engage {command} --help` shows no example:\n{r.stdout}"
+    assert re.search(rf"^\s+engage {command} ", r.stdout, re.MULTILINE), r.stdout
+
+
+# --- up: where it listens, port 0, clean stops -----------------------------------------------------
+
+
+class Up:
+    """`engage up` with its output in files, to read the lines it prints while it runs."""
+
+    def __init__(self, data: Path, *args: str) -> None:
+        self.out = data.parent / f"{data.name}.stdout"
+        self.err = data.parent / f"{data.name}.stderr"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([*ENGAGE, "up", "--data", str(data), *args], stdout=out, stderr=err,
+                                         start_new_session=True)
+
+    @property
+    def stdout(self) -> str:
+        return self.out.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        end = time.time() + timeout
+        while time.time() < end:
+            if found := re.search(pattern, self.stdout, re.MULTILINE):
+                return found
+            assert self.proc.poll() is None, f"exited {self.proc.returncode}: {self.stdout}\n{self.stderr}"
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} within {timeout} s:\n{self.stdout}\n{self.stderr}")
+
+    def stop(self, sig: signal.Signals, timeout: float = 30) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def listening(up: Up) -> tuple[str, str]:
+    """The NATS and HTTP URLs `up` printed."""
+    nats_url = up.wait_for(r"^  nats  (nats://127\.0\.0\.1:(\d+))  ").group(1)
+    http_url = up.wait_for(r"^  http  (http://127\.0\.0\.1:(\d+))  ").group(1)
+    return nats_url, http_url
+
+
+def test_up_on_port_0_prints_the_chosen_ports_and_stops_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = Up(data, "--listen", "127.0.0.1:0", "--nats-port", "0")
+    try:
+        head = first.wait_for(r"^engage up: data in (.+) \(log head at position (\d+)\)$")
+        assert (head.group(1), head.group(2)) == (str(data.resolve()), "0")
+        nats_url, http_url = listening(first)
+        assert not nats_url.endswith(":0") and not http_url.endswith(":0")
+
+        # The printed URLs work: HTTP answers, and an event published to the printed NATS URL lands.
+        assert httpx.get(http_url + "/health", timeout=10).json()["log"]["head"] == 0
+        sent = cli("emit", "-", "--nats", nats_url, cwd=tmp_path, stdin=ndjson(ev(1, "idea.voted", {"idea": "i"})))
+        assert sent.returncode == 0, sent.stderr
+        wait_for_head(http_url, 1)
+
+        assert first.stop(signal.SIGTERM) == 0, first.stderr
+        assert first.stdout.rstrip().endswith("engage up: stopped"), first.stdout
+        assert "Traceback" not in first.stderr, first.stderr
+        assert not port_open(int(nats_url.rsplit(":", 1)[1])), "nats-server outlived the engine"
+        assert not port_open(int(http_url.rsplit(":", 1)[1]))
+    finally:
+        first.kill()
+
+    # SIGINT (Ctrl-C) stops it as cleanly, and a restart carries on where the last run stopped.
+    second = Up(data, "--listen", "127.0.0.1:0", "--nats-port", "0")
+    try:
+        second.wait_for(r"^engage up: data in .+ \(log head at position 1\)$")
+        _, http_url = listening(second)
+        assert httpx.get(http_url + "/health", timeout=10).json()["log"]["head"] == 1
+        assert second.stop(signal.SIGINT) in (0, 130), second.stderr
+        assert second.stdout.rstrip().endswith("engage up: stopped"), second.stdout
+        assert "Traceback" not in second.stderr, second.stderr
+    finally:
+        second.kill()
+
+
+def wait_for_head(http_url: str, position: int, timeout: float = 30) -> None:
+    end = time.time() + timeout
+    head = -1
+    while time.time() < end:
+        head = httpx.get(http_url + "/health", timeout=10).json()["log"]["head"]
+        if head >= position:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"log head {head} did not reach {position}")
+
+
+# --- emit, export, verify against one engine -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    eng = EngineProcess(tmp_path_factory.mktemp("cli") / "data")
+    try:
+        eng.start()
+        yield eng
+    finally:
+        eng.kill()
+
+
+def head(eng: EngineProcess) -> int:
+    return int(eng.get("/health").json()["log"]["head"])
+
+
+def test_emit_over_http_prints_the_count_of_each_outcome(engine: EngineProcess, tmp_path: Path) -> None:
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(
+        ndjson(
+            ev("http-1", "customer.registered", {"name": "Ada"}, customer="c-http"),
+            ev("http-2", "idea.voted", {"idea": "i-1"}, customer="c-http"),
+            ev("http-3", "content.shared", {"url": "https://example.org/a"}, customer="c-http"),
+            ev("http-2", "idea.voted", {"idea": "i-1"}, customer="c-http"),
+            ev("http-4", "review.posted", {"product": "p", "rating": 6}, customer="c-http"),
+        )
+        + b"\n   \n"  # blank lines are skipped, not malformed
+        + ndjson(ev("http-5", "nonsense.happened", {}, customer="c-http"))
+    )
+    r = cli("emit", str(events), "--http", engine.http, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert counts(r.stdout) == {"accepted": 3, "duplicate": 1, "schema": 1, "unknown_type": 1}, r.stdout
+
+
+def test_emit_reads_standard_input_over_nats(engine: EngineProcess, tmp_path: Path) -> None:
+    before = head(engine)
+    stdin = ndjson(*(ev(f"nats-{i}", "idea.voted", {"idea": f"i-{i}"}, customer="c-nats") for i in range(3)))
+    r = cli("emit", "-", "--nats", engine.nats, cwd=tmp_path, stdin=stdin)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert counts(r.stdout) == {"published": 3}, r.stdout
+    engine.wait_for_head(before + 3)
+    # The same again, past the stream's 100 ms window: the engine decides them duplicates, the log
+    # does not grow and nothing is rejected.
+    again = cli("emit", "-", "--nats", engine.nats, cwd=tmp_path, stdin=stdin)
+    assert again.returncode == 0, again.stderr
+    assert counts(again.stdout) == {"published": 3}, again.stdout
+    import time
+
+    time.sleep(1)  # the engine has decided them by now (it keeps up with far more)
+    assert head(engine) == before + 3
+    assert all(r["id"] not in {f"e-nats-{i}" for i in range(3)} for r in engine.get("/rejects").json()["items"])
+
+
+def export_records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_export_to_a_file_then_verify_it(engine: EngineProcess, tmp_path: Path) -> None:
+    sent = cli("emit", "-", "--http", engine.http, cwd=tmp_path,
+               stdin=ndjson(ev("export-1", "idea.voted", {"idea": "i"}, customer="c-export")))
+    assert sent.returncode == 0, sent.stderr
+    n = head(engine)
+    out = tmp_path / "log.jsonl"
+    r = cli("export", "--data", str(engine.data), "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
+    assert f"exported {n} records to {out}" in r.stderr
+    records = export_records(out)
+    assert [rec["position"] for rec in records] == list(range(1, n + 1))
+    assert "e-export-1" in {rec["event"]["id"] for rec in records}
+
+    verified = cli("verify", str(out), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("ok"), verified.stdout
+    assert str(n) in verified.stdout
+
+    live = cli("verify", "--data", str(engine.data), cwd=tmp_path)
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert live.stdout.startswith("ok"), live.stdout
+
+    # Exit 1 and the first bad position when the export was changed.
+    lines = out.read_text().splitlines()
+    tampered = json.loads(lines[0])
+    tampered["event"]["source"] = "someone-else"
+    lines[0] = json.dumps(tampered)
+    bad = tmp_path / "tampered.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    broken = cli("verify", str(bad), cwd=tmp_path)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "Traceback" not in broken.stderr
+    assert "position 1" in broken.stdout, broken.stdout
+
+
+def test_export_decrypt_adds_readable_personal_fields_outside_the_hash(engine: EngineProcess,
+                                                                       tmp_path: Path) -> None:
+    sent = cli("emit", "-", "--http", engine.http, cwd=tmp_path, stdin=ndjson(
+        ev("decrypt-1", "customer.registered", {"name": "Grace Hopper", "email": "grace@example.org",
+                                                "locale": "en-US"}, customer="c-decrypt"),
+        ev("decrypt-2", "review.posted", {"product": "p", "rating": 5, "text": "Brilliant kettle"},
+           customer="c-decrypt"),
+        ev("decrypt-3", "idea.voted", {"idea": "i-1"}, customer="c-decrypt"),
+    ))
+    assert counts(sent.stdout) == {"accepted": 3}, sent.stdout + sent.stderr
+
+    plain = cli("export", "--data", str(engine.data), cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "Grace Hopper" not in plain.stdout and "Brilliant kettle" not in plain.stdout
+    assert all("personal" not in json.loads(line) for line in plain.stdout.splitlines())
+
+    out = tmp_path / "decrypted.jsonl"
+    r = cli("export", "--data", str(engine.data), "--decrypt", "-o", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    by_id = {rec["event"]["id"]: rec for rec in export_records(out)}
+    registered, review = by_id["e-decrypt-1"], by_id["e-decrypt-2"]
+    assert registered["personal"] == {"name": "Grace Hopper", "email": "grace@example.org"}
+    assert registered["event"]["data"]["locale"] == "en-US"  # not personal data: stored as sent
+    assert registered["event"]["data"]["name"] != "Grace Hopper"
+    assert review["personal"] == {"text": "Brilliant kettle"}
+    assert "personal" not in by_id["e-decrypt-3"]  # no personal field, nothing added
+
+    verified = cli("verify", str(out), cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("ok"), verified.stdout
+
+    to_stdout = cli("export", "--data", str(engine.data), "--decrypt", cwd=tmp_path)
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    assert [json.loads(line) for line in to_stdout.stdout.splitlines()] == export_records(out)
