@@ -31,6 +31,7 @@ from eventsourcing.sqlite import (
 
 from commands.cases import Case, apply
 from commands.decisions import decide, erased_customer
+from commands.instants import rfc3339
 from commands.outcomes import Accepted, Duplicate, Outcome, Rejected
 from commands.parsing import content_digest, normalise_identity, parse
 from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_key, to_wire
@@ -68,11 +69,6 @@ _case_decoder = msgspec.msgpack.Decoder(Case)
 
 class LogError(Exception):
     """The log cannot be used as it is (a user-facing, one-line message)."""
-
-
-def format_instant(moment: datetime) -> str:
-    """RFC 3339 UTC, `Z`, microseconds only when non-zero: the same text msgspec writes."""
-    return msgspec.json.encode(moment.astimezone(UTC)).decode()[1:-1]
 
 
 class _Pool(SQLiteConnectionPool):
@@ -263,7 +259,7 @@ class Log:
         Returns one outcome per input. Raises only when something is broken (disk, database):
         then nothing of the batch is committed and the caller must not acknowledge it."""
         moment = max(self._clock(), self._head.recorded_at)
-        recorded_at = format_instant(moment)
+        recorded_at = rfc3339(moment)
         parsed = [parse(item.raw, item.received_at) for item in batch]
         outcomes: list[Outcome] = []
         stored: list[StoredEvent] = []
@@ -326,7 +322,7 @@ class Log:
     def _link(self, c: SQLiteCursor, tp: Touchpoint[Any]) -> None:
         """The latest link by (occurred_at, id) wins (SPEC §3)."""
         channel, handle = tp.data.channel, tp.data.handle  # parse() normalised them already
-        at = format_instant(tp.occurred_at)
+        at = rfc3339(tp.occurred_at)
         c.execute("SELECT occurred_at, event_id FROM links WHERE channel=? AND handle=?", (channel, handle))
         row = c.fetchone()
         if row is None or (_sortable(row[0]), row[1]) < (_sortable(at), tp.id):
@@ -356,7 +352,7 @@ class Log:
         c.execute(
             "INSERT INTO rejects (event_id, reason, detail, received_at, via, owner, key_id, raw) "
             "VALUES (?,?,?,?,?,?,?,?)",
-            (event_id, rejected.reason, rejected.detail, format_instant(item.received_at), item.via, owner,
+            (event_id, rejected.reason, rejected.detail, rfc3339(item.received_at), item.via, owner,
              key_id, raw),
         )
         return rejected

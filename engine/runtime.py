@@ -27,6 +27,8 @@ from engine.natsserver import NatsServer, NatsServerError
 from engine.received import Received
 from engine.settings import Settings, UsageError
 from ops.api import build_app
+from projections.reads import Reads
+from projections.runner import Runner
 
 log = logging.getLogger("engage.runtime")
 
@@ -73,6 +75,12 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
     stack = contextlib.AsyncExitStack()
     async with stack:
         stack.callback(ingest.close)
+        runner = Runner(ingest.log.records, settings.read_path)
+        runner.start()
+        stack.callback(runner.stop)
+        reads = Reads(settings.read_path)
+        await reads.open()
+        stack.push_async_callback(reads.close)
         sock = bind(settings.listen_host, settings.listen_port)
         stack.callback(sock.close)
         nats_url = settings.nats_url
@@ -94,7 +102,8 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
             return outcomes
 
         consumer = jetstream.Consumer(nc, on_batch, batch=settings.batch, ack_wait=settings.ack_wait)
-        http = _Server(uvicorn.Config(build_app(ingest), log_level="warning", lifespan="on", access_log=False))
+        app = build_app(ingest, reads, runner)
+        http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
 
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -111,7 +120,8 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
         host, port = sock.getsockname()[:2]
         announce(f"engage up: data in {settings.data} (log head at position {ingest.log.head.position})")
         announce(f"  nats  {nats_url}  (publish to touchpoints.>)")
-        announce(f"  http  http://{_host_for_url(host)}:{port}  (POST /events, GET /health, OpenAPI at /schema)")
+        announce(f"  http  http://{_host_for_url(host)}:{port}  "
+                 "(POST /events; GET /customers/KEY, /cases/ID, /stats, /rejects, /health; OpenAPI at /schema)")
 
         watched: set[asyncio.Task[Any]] = {consuming, serving}
         waiting = asyncio.create_task(stopping.wait())

@@ -27,6 +27,10 @@ class Settings(msgspec.Struct, frozen=True):
         return self.data / "log.sqlite"
 
     @property
+    def read_path(self) -> Path:
+        return self.data / "read.sqlite"
+
+    @property
     def nats_dir(self) -> Path:
         return self.data / "nats"
 

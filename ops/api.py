@@ -21,6 +21,9 @@ from commands.outcomes import REASONS, Accepted, Duplicate, Outcome, Rejected
 from commands.parsing import MAX_BYTES
 from engine.ingest import Ingest
 from engine.received import Received
+from ops.read_api import read_routes
+from projections.reads import Reads
+from projections.runner import Runner
 
 log = logging.getLogger("engage.api")
 
@@ -132,7 +135,8 @@ def read_cursor(cursor: str | None) -> int | None:
     return int(text[1:]) if text[:1] == "r" and text[1:].isdigit() else None
 
 
-def build_app(ingest: Ingest, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Litestar:
+def build_app(ingest: Ingest, reads: Reads | None = None, runner: Runner | None = None, *,
+              clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Litestar:
     @post("/events", status_code=200, summary="Send touchpoints (SPEC §2)")
     async def post_events(request: Request[Any, Any, Any]) -> Response[bytes]:
         """One event or an array of at most 1,000 (application/json), or NDJSON. Answers after the
@@ -152,10 +156,16 @@ def build_app(ingest: Ingest, *, clock: Callable[[], datetime] = lambda: datetim
             return problem(503, "unavailable", "the events could not be committed; nothing was kept: retry")
         return Response(msgspec.json.encode(answer(items, outcomes)), media_type=MediaType.JSON)
 
-    @get("/health", summary="Log head position")
+    @get("/health", summary="Log head position, each projection's position and lag")
     async def health() -> dict[str, Any]:
-        head = ingest.log.head
-        return {"status": "ok", "log": {"head": head.position}}
+        head = ingest.log.head.position
+        answer: dict[str, Any] = {"status": "ok", "log": {"head": head}, "projections": {}}
+        if runner is not None:
+            answer["projections"]["read-models"] = {"position": runner.position, "lag": head - runner.position,
+                                                    "error": runner.error}
+            if runner.error is not None:
+                answer["status"] = "degraded"
+        return answer
 
     @get("/rejects", summary="The kept rejects (SPEC §2, §7)")
     async def rejects(reason: str | None = None, limit: int = 100, cursor: str | None = None) -> Response[bytes]:
@@ -178,8 +188,11 @@ def build_app(ingest: Ingest, *, clock: Callable[[], datetime] = lambda: datetim
         error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return problem(exc.status_code, error.get(exc.status_code, "error"), str(exc.detail))
 
+    routes: list[Any] = [post_events, health, rejects]
+    if reads is not None:
+        routes += read_routes(reads, ingest, clock)
     return Litestar(
-        route_handlers=[post_events, health, rejects],
+        route_handlers=routes,
         request_max_body_size=MAX_BODY,
         exception_handlers={HTTPException: http_problem},
         openapi_config=OpenAPIConfig(title="engage", version="1"),

@@ -1,0 +1,138 @@
+"""Answers of the read API (SPEC §7) from the read models, for any as_of instant.
+
+A profile's own answer folds its events exactly (engagement.py, advocacy.py) with indexed reads of
+that profile only; statistics count the spans that contain T. Nothing refolds the log per request.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from commands.cases import Case
+from commands.instants import rfc3339
+from projections.advocacy import advocacy
+from projections.engagement import LADDER, consent_granted, engagement
+from projections.sla import case_view
+from projections.store import connect, instant, sortable
+
+_case_decoder = msgspec.msgpack.Decoder(Case)
+
+
+class NotFound(msgspec.Struct, frozen=True):
+    body: dict[str, Any]  # {"error": "not_found" | "erased" | "linked", ...}
+
+
+class Reads:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        connect(self.path).close()  # the tables exist before the runner's first page
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA query_only=ON")
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        assert self._db is not None, "Reads.open() first"
+        return self._db
+
+    async def _all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        async with self.db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def _one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+        async with self.db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def position(self) -> int:
+        row = await self._one("SELECT position FROM tracking WHERE name='read-models'")
+        return int(row[0]) if row else 0
+
+    # --- profiles --------------------------------------------------------------------------------
+
+    async def customer(self, key: str, as_of: datetime) -> dict[str, Any] | NotFound:
+        if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
+            return await self._absent(key)
+        oids = [row[0] for row in await self._all("SELECT oid FROM origins WHERE owner=?", (key,))]
+        marks = ",".join("?" * len(oids))
+        rows = await self._all(
+            f"SELECT occurred_at, id, type, rung, weight, detail FROM events WHERE oid IN ({marks}) "
+            "AND occurred_at <= ? ORDER BY occurred_at, id", [*oids, sortable(as_of)])
+        rungs = [(instant(r[0]), LADDER[r[3]]) for r in rows if r[3] is not None]
+        statements = [(instant(r[0]), r[1], r[5] or None) for r in rows if r[2] == "preferences.stated"]
+        consents = [(instant(r[0]), r[1], r[5].endswith(":granted")) for r in rows
+                    if r[2] == "consent.changed" and r[5].startswith("profiling:")]
+        contributions = [(instant(r[0]), r[4]) for r in rows if r[4] is not None]
+        withheld = consent_granted(consents, as_of) is False
+        identities = await self._all(
+            "SELECT DISTINCT channel, handle FROM origins WHERE owner=? AND channel IS NOT NULL "
+            "ORDER BY channel, handle", (key,))
+        cases = await self._all(f"SELECT state FROM cases WHERE oid IN ({marks})", oids)
+        return {
+            "customer": key,
+            "identities": [{"channel": ch, "handle": h} for ch, h in identities],
+            "engagement": {"withheld": "consent"} if withheld else msgspec.to_builtins(
+                engagement(rungs, statements, as_of)),
+            "advocacy": {"withheld": "consent"} if withheld else msgspec.to_builtins(
+                advocacy(contributions, as_of)),
+            "cases": {"open": sum(1 for (state,) in cases if state in ("new", "open", "pending", "on_hold")),
+                      "total": len(cases)},
+            "last_seen": rfc3339(rungs[-1][0]) if rungs else None,
+            "as_of": rfc3339(as_of),
+        }
+
+    async def _absent(self, key: str) -> NotFound:
+        if await self._one("SELECT 1 FROM erased WHERE customer=?", (key,)) is not None:
+            return NotFound({"error": "erased"})
+        if key.startswith("~"):
+            channel, _, handle = key[1:].partition(":")
+            row = await self._one("SELECT owner FROM origins WHERE channel=? AND handle=? ORDER BY epoch DESC LIMIT 1",
+                                  (channel, handle))
+            if row is not None and row[0] is not None and not row[0].startswith("~"):
+                return NotFound({"error": "linked", "customer": row[0]})
+        return NotFound({"error": "not_found"})
+
+    # --- cases -----------------------------------------------------------------------------------
+
+    async def case(self, case: str, as_of: datetime) -> dict[str, Any] | None:
+        row = await self._one("SELECT c.body, o.owner FROM cases c JOIN origins o ON o.oid = c.oid WHERE c.case_id=?",
+                              (case,))
+        if row is None:
+            return None
+        return {"customer": row[1], **case_view(_case_decoder.decode(row[0]), as_of)}
+
+    # --- statistics ------------------------------------------------------------------------------
+
+    async def stats(self, as_of: datetime, events: int, rejected: dict[str, int]) -> dict[str, Any]:
+        t = sortable(as_of)
+        engagement_counts = await self._all(
+            "SELECT level, COUNT(*) FROM engagement_spans WHERE end > ? AND start <= ? GROUP BY level", (t, t))
+        tiers = await self._all(
+            "SELECT tier, COUNT(*) FROM advocacy_spans WHERE end > ? AND start <= ? GROUP BY tier", (t, t))
+        states = await self._all("SELECT state, COUNT(*) FROM cases GROUP BY state")
+        (first_response,) = await self._one(
+            "SELECT COUNT(*) FROM cases WHERE first_response_breached_from <= ?", (t,))
+        (resolution,) = await self._one("SELECT COUNT(*) FROM cases WHERE resolution_breached_from <= ?", (t,))
+        (profiles,) = await self._one("SELECT COUNT(*) FROM profiles")
+        return {
+            "events": events,
+            "rejected": rejected,
+            "profiles": profiles,
+            "engagement": {level: n for level, n in engagement_counts},
+            "advocacy": {tier: n for tier, n in tiers},
+            "cases": {state: n for state, n in states},
+            "sla": {"first_response_breached": first_response, "resolution_breached": resolution},
+            "as_of": rfc3339(as_of),
+        }
+
+
+

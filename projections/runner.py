@@ -1,0 +1,263 @@
+"""Follows the log into the read models: each page of records and the tracking position commit in
+one transaction, so after a crash the runner carries on exactly where its last commit stopped.
+
+The SQLite recorder has no push subscription: the runner polls the notification log.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from commands.cases import Case, apply
+from commands.touchpoints import Touchpoint, case_id, from_wire
+from projections import spans
+from projections.advocacy import weight
+from projections.directory import Directory, Link, Origin, customer_origin
+from projections.engagement import RANK, rung_of
+from projections.sla import TARGETS, minutes
+from projections.store import BEGINNING, connect, sortable
+
+log = logging.getLogger("engage.projections")
+
+NAME = "read-models"
+PAGE = 1000
+
+_case_encoder = msgspec.msgpack.Encoder()
+_case_decoder = msgspec.msgpack.Decoder(Case)
+
+
+class Record(msgspec.Struct):
+    position: int
+    event: dict[str, Any]
+
+
+_record = msgspec.json.Decoder(Record)
+
+
+class Projector:
+    """The fold of the log into the read-model tables (one writer, on the runner's thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.con = connect(path)
+        self.directory = self._load_directory()
+        self._oids: dict[Origin, int] = {}
+
+    @property
+    def position(self) -> int:
+        row = self.con.execute("SELECT position FROM tracking WHERE name=?", (NAME,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _load_directory(self) -> Directory:
+        epochs = {(ch, h): e for ch, h, e in self.con.execute("SELECT channel, handle, epoch FROM epochs")}
+        links = {(ch, h, e): Link(at, eid, c) for ch, h, e, c, at, eid in self.con.execute(
+            "SELECT channel, handle, epoch, customer, occurred_at, event_id FROM links")}
+        erased = {c for (c,) in self.con.execute("SELECT customer FROM erased")}
+        return Directory(epochs=epochs, links=links, erased=erased)
+
+    def apply(self, records: Iterable[bytes]) -> int:
+        """Fold a page of records and commit it with the tracking position; returns the position."""
+        dirty: set[str] = set()
+        position = self.position
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            for line in records:
+                record = _record.decode(line)
+                if record.position != position + 1:
+                    raise RuntimeError(f"the log jumped from position {position} to {record.position}")
+                position = record.position
+                self._fold(record.position, from_wire(record.event), line, dirty)
+            for profile in sorted(dirty):
+                self._respan(profile)
+            self.con.execute("INSERT OR REPLACE INTO tracking VALUES (?,?)", (NAME, position))
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            self.directory = self._load_directory()  # the in-memory state rolls back with the rows
+            self._oids.clear()
+            raise
+        return position
+
+    # --- one event -------------------------------------------------------------------------------
+
+    def _fold(self, position: int, tp: Touchpoint[Any], line: bytes, dirty: set[str]) -> None:
+        if isinstance(tp.customer, str):
+            origin = customer_origin(tp.customer)
+        else:
+            origin = self.directory.identity_origin(tp.identity.channel, tp.identity.handle)  # type: ignore[union-attr]
+        oid = self._oid(origin)
+        rung = rung_of(tp.type)
+        data = msgspec.to_builtins(tp.data)
+        self.con.execute(
+            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+            (position, tp.id, tp.type, sortable(tp.occurred_at), oid, None if rung is None else RANK[rung],
+             weight(tp.type, data), _detail(tp.type, data), line),
+        )
+        owner = self.directory.owner(origin)
+        if owner is not None:
+            self.con.execute("INSERT OR IGNORE INTO profiles VALUES (?)", (owner,))
+            dirty.add(owner)
+        if tp.type == "identity.linked":
+            self._link(tp, dirty)
+        elif tp.type == "customer.erased":
+            self._erase(tp.customer, position, dirty)  # type: ignore[arg-type]
+        case = case_id(tp)
+        if case is not None:
+            self._case(case, oid, tp)
+
+    def _oid(self, origin: Origin) -> int:
+        if origin in self._oids:
+            return self._oids[origin]
+        row = self.con.execute(
+            "SELECT oid FROM origins WHERE customer IS ? AND channel IS ? AND handle IS ? AND epoch=?", origin
+        ).fetchone()
+        if row is None:
+            cur = self.con.execute("INSERT INTO origins (customer, channel, handle, epoch, owner) VALUES (?,?,?,?,?)",
+                                   (*origin, self.directory.owner(origin)))
+            oid = int(cur.lastrowid or 0)
+        else:
+            oid = int(row[0])
+        self._oids[origin] = oid
+        return oid
+
+    def _link(self, tp: Touchpoint[Any], dirty: set[str]) -> None:
+        channel, handle = tp.data.channel, tp.data.handle
+        link = Link(sortable(tp.occurred_at), tp.id, tp.customer)  # type: ignore[arg-type]
+        change = self.directory.link(channel, handle, link)
+        epoch = self.directory.epochs.get((channel, handle), 0)
+        self.con.execute("INSERT OR REPLACE INTO links VALUES (?,?,?,?,?,?)",
+                         (channel, handle, epoch, link.customer, link.occurred_at, link.event_id))
+        if change is None:
+            return
+        before, after = change
+        self.con.execute("UPDATE origins SET owner=? WHERE channel=? AND handle=? AND epoch=?",
+                         (after, channel, handle, epoch))
+        if before is not None and before.startswith("~"):
+            self._forget(before)  # a linked identity is no profile of its own any more
+        elif before is not None:
+            dirty.add(before)
+        self.con.execute("INSERT OR IGNORE INTO profiles VALUES (?)", (after,))
+        dirty.add(after)
+
+    def _erase(self, customer: str, position: int, dirty: set[str]) -> None:
+        ended = self.directory.erase(customer)
+        self.con.execute("INSERT OR IGNORE INTO erased VALUES (?,?)", (customer, position))
+        self.con.execute("UPDATE origins SET owner=NULL WHERE owner=?", (customer,))
+        for channel, handle in ended:
+            self.con.execute("INSERT OR REPLACE INTO epochs VALUES (?,?,?)",
+                             (channel, handle, self.directory.epochs[(channel, handle)]))
+        self._forget(customer)
+        dirty.discard(customer)
+
+    def _forget(self, profile: str) -> None:
+        self.con.execute("DELETE FROM profiles WHERE key=?", (profile,))
+        self.con.execute("DELETE FROM engagement_spans WHERE profile=?", (profile,))
+        self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
+
+    def _case(self, case: str, oid: int, tp: Touchpoint[Any]) -> None:
+        row = self.con.execute("SELECT oid, body FROM cases WHERE case_id=?", (case,)).fetchone()
+        current = None if row is None else _case_decoder.decode(row[1])
+        owner_oid = oid if row is None else int(row[0])  # a case belongs to whoever opened it
+        updated = apply(current, tp)
+        first_response_from, resolution_from = breached_from(updated)
+        self.con.execute(
+            "INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?)",
+            (case, owner_oid, updated.state, updated.priority, updated.agent, updated.team,
+             _case_encoder.encode(updated), first_response_from, resolution_from),
+        )
+
+    # --- derived spans ---------------------------------------------------------------------------
+
+    def _respan(self, profile: str) -> None:
+        self.con.execute("DELETE FROM engagement_spans WHERE profile=?", (profile,))
+        self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
+        if self.con.execute("SELECT 1 FROM profiles WHERE key=?", (profile,)).fetchone() is None:
+            return  # linked or erased later in the same page: no profile, no spans
+        oids = [self._oid(o) for o in self.directory.origins_of(profile)]
+        marks = ",".join("?" * len(oids))
+        rows = self.con.execute(
+            f"SELECT occurred_at, id, type, rung, weight, detail FROM events WHERE oid IN ({marks})", oids
+        ).fetchall()
+        history = spans.History.from_rows(rows)
+        self.con.executemany("INSERT INTO engagement_spans VALUES (?,?,?,?,?,?)",
+                             [(profile, *span) for span in spans.engagement_spans(history)])
+        self.con.executemany("INSERT INTO advocacy_spans VALUES (?,?,?,?)",
+                             [(profile, *span) for span in spans.advocacy_spans(history)])
+
+
+def breached_from(case: Case) -> tuple[str | None, str | None]:
+    """From which as_of instant each SLA of the case reads `breached` (SPEC §5); None: never.
+
+    Whole minutes exceed a target t exactly from opened_at + (t + 1) minutes on."""
+    first_target, resolution_target = TARGETS[case.priority]
+    if case.first_response_at is not None:
+        late = minutes(case.opened_at, case.first_response_at) > first_target
+        first_response = BEGINNING if late else None
+    else:
+        first_response = sortable(case.opened_at + timedelta(minutes=first_target + 1))
+    if case.state in ("solved", "closed") and case.solved_at is not None:
+        late = minutes(case.opened_at, case.solved_at) > resolution_target
+        resolution = BEGINNING if late else None
+    else:
+        resolution = sortable(case.opened_at + timedelta(minutes=resolution_target + 1))
+    return first_response, resolution
+
+
+def _detail(event_type: str, data: dict[str, Any]) -> str | None:
+    """What the folds need beyond rung and weight: a stated level, or a consent change."""
+    if event_type == "preferences.stated":
+        return data.get("level") or ""
+    if event_type == "consent.changed":
+        return f"{data['purpose']}:{'granted' if data['granted'] else 'withdrawn'}"
+    return None
+
+
+class Runner:
+    """Keeps the read models up to date with the log, on a thread of its own."""
+
+    def __init__(self, read_log: Callable[[int, int], list[bytes]], path: Path, *, poll: float = 0.1) -> None:
+        self._read_log = read_log
+        self._path = path
+        self._poll = poll
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.position = 0
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="engage-projections", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        projector = Projector(self._path)
+        try:
+            self.position = projector.position
+            while not self._stop.is_set():
+                try:
+                    records = self._read_log(self.position, PAGE)
+                    if records:
+                        self.position = projector.apply(records)
+                        self.error = None
+                        continue
+                except (sqlite3.Error, RuntimeError) as e:
+                    self.error = str(e)
+                    log.exception("projections: a page could not be applied; retrying")
+                    self._stop.wait(1)
+                    continue
+                self._stop.wait(self._poll)
+        finally:
+            projector.close()

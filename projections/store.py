@@ -1,0 +1,66 @@
+"""The read models' SQLite file: its tables, and instants stored so that text order is time order.
+
+The runner writes it (one transaction per page of the log, tracking position included); the API
+reads it through aiosqlite. It lives next to the log (`read.sqlite`) and is rebuilt from the log
+at will: nothing in it is a record of its own. Personal fields stay ciphertext here, as in the log.
+"""
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+# Fixed width, microseconds always: comparing the text compares the instants.
+_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+BEGINNING = "0001-01-01T00:00:00.000000Z"
+END = "9999-12-31T23:59:59.999999Z"
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+    # Who sent each event: a customer, or an identity in an epoch (projections/directory.py), and
+    # the profile its events belong to now (NULL once that is an erased customer).
+    "CREATE TABLE IF NOT EXISTS origins (oid INTEGER PRIMARY KEY, customer TEXT, channel TEXT, handle TEXT, "
+    "epoch INTEGER NOT NULL, owner TEXT, UNIQUE (customer, channel, handle, epoch))",
+    "CREATE INDEX IF NOT EXISTS origins_by_owner ON origins(owner)",
+    "CREATE TABLE IF NOT EXISTS events (position INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, "
+    "occurred_at TEXT NOT NULL, oid INTEGER NOT NULL, rung INTEGER, weight REAL, detail TEXT, record BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS events_by_origin ON events(oid, occurred_at)",
+    "CREATE TABLE IF NOT EXISTS links (channel TEXT NOT NULL, handle TEXT NOT NULL, epoch INTEGER NOT NULL, "
+    "customer TEXT NOT NULL, occurred_at TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (channel, handle, epoch))",
+    "CREATE TABLE IF NOT EXISTS epochs (channel TEXT NOT NULL, handle TEXT NOT NULL, epoch INTEGER NOT NULL, "
+    "PRIMARY KEY (channel, handle))",
+    "CREATE TABLE IF NOT EXISTS erased (customer TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+    # The profiles that exist (SPEC §7): erased customers and linked identities are not here.
+    "CREATE TABLE IF NOT EXISTS profiles (key TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS cases (case_id TEXT PRIMARY KEY, oid INTEGER NOT NULL, state TEXT NOT NULL, "
+    "priority TEXT NOT NULL, agent TEXT, team TEXT, body BLOB NOT NULL, "
+    "first_response_breached_from TEXT, resolution_breached_from TEXT)",
+    # Each profile's engagement and advocacy as piecewise-constant spans [start, end) of the
+    # as_of instant, so statistics and filters for any T are one indexed query, not a refold.
+    "CREATE TABLE IF NOT EXISTS engagement_spans (profile TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL, "
+    "level TEXT NOT NULL, observed TEXT, stated TEXT, PRIMARY KEY (profile, start))",
+    "CREATE INDEX IF NOT EXISTS engagement_spans_by_end ON engagement_spans(end, start)",
+    "CREATE TABLE IF NOT EXISTS advocacy_spans (profile TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL, "
+    "tier TEXT NOT NULL, PRIMARY KEY (profile, start))",
+    "CREATE INDEX IF NOT EXISTS advocacy_spans_by_end ON advocacy_spans(end, start)",
+]
+
+
+def sortable(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_FORMAT)
+
+
+def instant(text: str) -> datetime:
+    return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """The runner's connection: WAL (readers never block it), explicit transactions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")  # rebuildable from the log: a lost tail is replayed
+    con.execute("PRAGMA secure_delete=ON")
+    for statement in SCHEMA:
+        con.execute(statement)
+    return con

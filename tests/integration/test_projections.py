@@ -1,0 +1,236 @@
+"""Read models from the log: live answers, as_of, identity links and erasure, rebuild == live."""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from engine.log import Log
+from engine.received import Received
+from projections.reads import NotFound, Reads
+from projections.runner import Projector
+from tests.integration.engine_process import EngineProcess
+from tests.samples import ev
+
+T0 = datetime(2026, 9, 1, 12, tzinfo=UTC)
+NOW = datetime(2026, 10, 2, tzinfo=UTC)
+
+
+def at(days: float) -> str:
+    return (T0 + timedelta(days=days)).isoformat().replace("+00:00", "Z")
+
+
+def story() -> list[bytes]:
+    """A community in a few dozen touchpoints: a climb, a link, an erasure, a case."""
+    return [
+        ev(1, "customer.registered", {"name": "Ada", "email": "ada@example.org"}, at=at(0)),
+        ev(2, "purchase.completed", {"order": "o-1", "amount_cents": 100, "currency": "EUR"}, at=at(1)),
+        ev(3, "idea.voted", {"idea": "i-1"}, at=at(2)),
+        ev(4, "reaction.added", {"target": "p", "kind": "like"}, at=at(3)),
+        ev(5, "review.posted", {"product": "p", "rating": 5, "text": "great"}, at=at(4)),
+        ev(6, "referral.converted", {"referral": "r-1"}, at=at(5)),
+        ev(7, "comment.posted", {"thread": "t", "text": "hi"}, identity={"channel": "Twitter", "handle": "@Alice"},
+           at=at(6)),
+        ev(8, "comment.posted", {"thread": "t", "text": "again"}, identity={"channel": "twitter", "handle": "alice"},
+           at=at(7)),
+        ev(9, "identity.linked", {"channel": "twitter", "handle": "alice"}, at=at(8)),
+        ev(10, "case.opened", {"case": "k/1", "priority": "urgent"}, at=at(9)),
+        ev(11, "case.agent_replied", {"case": "k/1", "agent": "a-1"}, at=at(9.1)),
+        ev(12, "idea.voted", {"idea": "i"}, customer="c-2", at=at(10)),
+        ev(13, "content.shared", {"url": "u"}, customer="c-gone", at=at(10)),
+        ev(14, "comment.posted", {"thread": "t", "text": "x"}, identity={"channel": "forum", "handle": "g"}, at=at(10)),
+        ev(15, "identity.linked", {"channel": "forum", "handle": "g"}, customer="c-gone", at=at(11)),
+        ev(16, "customer.erased", customer="c-gone", at=at(12)),
+        ev(17, "comment.posted", {"thread": "t", "text": "new"}, identity={"channel": "forum", "handle": "g"},
+           at=at(13)),
+        ev(18, "consent.changed", {"purpose": "profiling", "granted": False}, customer="c-2", at=at(14)),
+    ]
+
+
+def build(tmp: Path, raws: list[bytes]) -> tuple[Log, Projector]:
+    log = Log(tmp / "log.sqlite")
+    log.commit([Received(raw, "test", NOW) for raw in raws])
+    projector = Projector(tmp / "read.sqlite")
+    projector.apply(log.records(0, 10_000))
+    return log, projector
+
+
+@pytest.fixture
+async def reads(tmp_path: Path) -> AsyncIterator[Reads]:
+    log, projector = build(tmp_path, story())
+    projector.close()
+    log.close()
+    r = Reads(tmp_path / "read.sqlite")
+    await r.open()
+    yield r
+    await r.close()
+
+
+async def test_a_customer_gathers_its_linked_identity_retroactively(reads: Reads) -> None:
+    answer = await reads.customer("c-1", NOW)
+    assert not isinstance(answer, NotFound)
+    assert answer["identities"] == [{"channel": "twitter", "handle": "alice"}]
+    # purchase (transactional), vote + reaction (participant), review + 2 comments (contributor),
+    # referral.converted (advocate): 2 at contributor or above reached long ago, advocate needs 2
+    assert answer["engagement"] == {"level": "contributor", "observed": "contributor", "stated": None}
+    assert answer["cases"] == {"open": 1, "total": 1}
+    assert answer["last_seen"] == at(9)
+
+
+async def test_a_linked_anonymous_profile_answers_where_it_went(reads: Reads) -> None:
+    assert await reads.customer("~twitter:alice", NOW) == NotFound({"error": "linked", "customer": "c-1"})
+
+
+async def test_erasure_hides_the_customer_and_an_identity_starts_afresh(reads: Reads) -> None:
+    assert await reads.customer("c-gone", NOW) == NotFound({"error": "erased"})
+    fresh = await reads.customer("~forum:g", NOW)
+    assert not isinstance(fresh, NotFound)
+    assert fresh["last_seen"] == at(13)  # only what it carried after the erasure
+
+
+async def test_consent_withheld_hides_engagement_and_advocacy(reads: Reads) -> None:
+    answer = await reads.customer("c-2", NOW)
+    assert not isinstance(answer, NotFound)
+    assert answer["engagement"] == {"withheld": "consent"} and answer["advocacy"] == {"withheld": "consent"}
+    before = await reads.customer("c-2", T0 + timedelta(days=13))
+    assert not isinstance(before, NotFound) and "level" in before["engagement"]
+
+
+async def test_as_of_before_an_event_does_not_count_it(reads: Reads) -> None:
+    early = await reads.customer("c-1", T0 + timedelta(days=1.5))
+    assert not isinstance(early, NotFound)
+    assert early["engagement"]["observed"] == "transactional"
+    assert early["last_seen"] == at(1)
+
+
+async def test_a_case_belongs_to_whoever_opened_it_with_its_sla(reads: Reads) -> None:
+    case = await reads.case("k/1", NOW)
+    assert case is not None
+    assert case["customer"] == "c-1" and case["state"] == "pending" and case["first_response_minutes"] == 144
+    assert case["sla"]["first_response"] == "breached"  # urgent: 60 minutes
+
+
+async def test_stats_agree_with_the_profiles_they_count(reads: Reads) -> None:
+    stats = await reads.stats(NOW, 17, {})
+    assert stats["profiles"] == 3  # c-1, c-2, ~forum:g (c-gone erased, ~twitter:alice linked)
+    assert sum(stats["engagement"].values()) == 3 and stats["engagement"].get("withheld") == 1
+    levels = []
+    for key in ("c-1", "~forum:g"):
+        answer = await reads.customer(key, NOW)
+        assert not isinstance(answer, NotFound)
+        levels.append(answer["engagement"]["level"])
+    assert {level: levels.count(level) for level in levels} == {
+        k: v for k, v in stats["engagement"].items() if k != "withheld"}
+    assert stats["cases"] == {"pending": 1}
+    assert stats["sla"] == {"first_response_breached": 1, "resolution_breached": 1}
+
+
+def dump(path: Path) -> dict[str, list[Any]]:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    tables = ["profiles", "engagement_spans", "advocacy_spans", "cases", "erased", "links", "epochs"]
+    out = {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
+    out["owners"] = sorted(con.execute("SELECT customer, channel, handle, epoch, owner FROM origins").fetchall(),
+                           key=repr)
+    con.close()
+    return out
+
+
+def test_a_rebuild_page_by_page_equals_one_pass(tmp_path: Path) -> None:
+    log, whole = build(tmp_path / "a", story())
+    whole.close()
+    paged = Projector(tmp_path / "b" / "read.sqlite")
+    for after in range(0, log.head.position, 3):
+        paged.apply(log.records(after, 3))
+    paged.close()
+    log.close()
+    assert dump(tmp_path / "a" / "read.sqlite") == dump(tmp_path / "b" / "read.sqlite")
+
+
+def test_non_case_events_in_any_arrival_order_give_the_same_profiles(tmp_path: Path) -> None:
+    """SPEC §3: engagement, advocacy and preferences do not depend on arrival order. (Links and
+    erasure follow log order by definition, and cases follow log order: they stay out of this.)"""
+    raws = [raw for raw in story() if not any(word in raw for word in (b'"case.', b"identity.linked", b"erased"))]
+    raws += [ev(40, "preferences.stated", {"level": "advocate"}, at=at(3)),
+             ev(41, "preferences.stated", {"level": None}, at=at(3)),  # same instant: the greater id wins
+             ev(42, "survey.answered", {"survey": "s", "nps": 10}, at=at(20))]
+    reordered = raws[:]
+    random.Random(3).shuffle(reordered)
+    for name, batch in (("a", raws), ("b", reordered)):
+        log, projector = build(tmp_path / name, batch)
+        projector.close()
+        log.close()
+    a, b = dump(tmp_path / "a" / "read.sqlite"), dump(tmp_path / "b" / "read.sqlite")
+    assert a == b
+
+
+async def test_the_http_api_reads_what_was_sent(tmp_path: Path) -> None:
+    eng = EngineProcess(tmp_path / "data").start()
+    try:
+        body = b"\n".join(story())
+        assert httpx.post(eng.http + "/events", content=body, headers={"content-type": "application/x-ndjson"},
+                          timeout=60).json()["accepted"] == len(story())
+        for _ in range(100):
+            health = eng.get("/health").json()
+            if health["projections"]["read-models"]["lag"] == 0:
+                break
+            import time
+            time.sleep(0.1)
+        assert eng.get("/customers/c-1").json()["identities"] == [{"channel": "twitter", "handle": "alice"}]
+        assert eng.get("/customers/" + quote("~twitter:alice", safe="")).json() == {
+            "error": "linked", "customer": "c-1"}
+        assert eng.get("/cases/" + quote("k/1", safe="")).json()["customer"] == "c-1"
+        assert eng.get("/customers/nobody").status_code == 404
+        stats = eng.get("/stats", as_of=at(30)).json()
+        assert stats["events"] == len(story()) and stats["profiles"] == 3
+        r = eng.get("/stats", as_of="yesterday")
+        assert r.status_code == 400 and r.json()["parameter"] == "as_of"
+        assert json.loads(eng.get("/customers/c-1", as_of=at(1.5)).text)["engagement"]["observed"] == "transactional"
+    finally:
+        eng.kill()
+
+
+async def test_statistics_from_spans_equal_every_profile_folded_exactly_at_any_instant(tmp_path: Path) -> None:
+    """Spans are swept once; a profile's answer is folded exactly. At instants before, during and
+    long after the history (windows closing, scores decaying across tier lines), they agree."""
+    from collections import Counter
+
+    from ops.bench.events import generate
+
+    anchor = datetime(2026, 10, 1, tzinfo=UTC)
+    workload = generate(3000, customers=150, anchor=anchor)
+    log = Log(tmp_path / "log.sqlite")
+    for start in range(0, len(workload), 500):
+        log.commit([Received(raw, "test", anchor) for raw in workload.lines[start:start + 500]])
+    projector = Projector(tmp_path / "read.sqlite")
+    while (page := log.records(projector.position, 700)):
+        projector.apply(page)
+    projector.close()
+    log.close()
+    reads = Reads(tmp_path / "read.sqlite")
+    await reads.open()
+    try:
+        keys = [row[0] for row in await reads._all("SELECT key FROM profiles")]
+        assert len(keys) > 100
+        for days in (-70, -45, -30, -10, -1, 0, 20, 45, 89, 120, 200, 400):
+            moment = anchor + timedelta(days=days, seconds=37)
+            levels: Counter[str] = Counter()
+            tiers: Counter[str] = Counter()
+            for key in keys:
+                answer = await reads.customer(key, moment)
+                assert not isinstance(answer, NotFound)
+                levels["withheld" if "withheld" in answer["engagement"] else answer["engagement"]["level"]] += 1
+                tiers["withheld" if "withheld" in answer["advocacy"] else answer["advocacy"]["tier"]] += 1
+            stats = await reads.stats(moment, 0, {})
+            assert stats["engagement"] == dict(levels), days
+            assert stats["advocacy"] == dict(tiers), days
+    finally:
+        await reads.close()
