@@ -1,0 +1,1 @@
+"""Benchmarks: measured figures, never assertions (`python -m ops.bench.ingest`)."""
