@@ -25,10 +25,11 @@ from engine.ingest import Ingest
 from engine.log import Log, LogError
 from engine.natsserver import NatsServer, NatsServerError
 from engine.received import Received
-from engine.settings import Settings, UsageError
+from engine.settings import REPLAY_MARKER, Settings, UsageError
 from ops.api import build_app
 from projections.reads import Reads
 from projections.runner import Runner
+from projections.store import connect
 
 log = logging.getLogger("engage.runtime")
 
@@ -59,6 +60,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def run(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
+    if settings.read_only:
+        await serve_read_only(settings, announce)
+        return
+    if (settings.data / REPLAY_MARKER).exists():
+        raise UsageError(f"{settings.data} holds a replay (engage replay): serve it with --read-only")
     lock = DataLock(settings.data)
     lock.acquire()
     try:
@@ -75,6 +81,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
     stack = contextlib.AsyncExitStack()
     async with stack:
         stack.callback(ingest.close)
+        connect(settings.read_path).close()  # the schema, once, before the runner and the readers open it
         runner = Runner(ingest.log.records, settings.read_path)
         runner.start()
         stack.callback(runner.stop)
@@ -102,7 +109,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
             return outcomes
 
         consumer = jetstream.Consumer(nc, on_batch, batch=settings.batch, ack_wait=settings.ack_wait)
-        app = build_app(ingest, reads, runner)
+        app = build_app(ingest.log, ingest, reads, runner)
         http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
 
         stopping = asyncio.Event()
@@ -136,6 +143,43 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
             loop.remove_signal_handler(sig)
         if crashed:
             raise crashed[0].exception()  # type: ignore[misc]
+    announce("engage up: stopped")
+
+
+async def serve_read_only(settings: Settings, announce: Callable[[str], None]) -> None:
+    """Serve the read API over a data directory as it is (a replay, or a copy): no ingest, no NATS,
+    no runner; the read models stand at the position they were built to."""
+    if not settings.read_path.is_file():
+        raise UsageError(f"no read models at {settings.read_path}: build them with engage replay or engage rebuild")
+    try:
+        log_ = Log(settings.log_path, create=False)
+    except LogError as e:
+        raise UsageError(str(e)) from e
+    stack = contextlib.AsyncExitStack()
+    async with stack:
+        stack.callback(log_.close)
+        sock = bind(settings.listen_host, settings.listen_port)
+        stack.callback(sock.close)
+        reads = Reads(settings.read_path)
+        await reads.open()
+        stack.push_async_callback(reads.close)
+        http = _Server(uvicorn.Config(build_app(log_, None, reads), log_level="warning", lifespan="on",
+                                      access_log=False))
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        serving = asyncio.create_task(http.serve(sockets=[sock]), name="http")
+        while not http.started and not serving.done():
+            await asyncio.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        announce(f"engage up --read-only: {settings.data} at position {await reads.position()}")
+        announce(f"  http  http://{_host_for_url(host)}:{port}  (GET /customers, /cases, /stats, /rejects, /health)")
+        waiting = asyncio.create_task(stopping.wait())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        http.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        waiting.cancel()
     announce("engage up: stopped")
 
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import msgspec
 
+REPLAY_MARKER = "REPLAY"  # written by `engage replay` into the directory it builds
+
 
 class UsageError(Exception):
     """A user mistake: the CLI prints the message as one line and exits 2."""
@@ -21,6 +23,7 @@ class Settings(msgspec.Struct, frozen=True):
     # Fault injection for crash tests only (env ENGAGE_FAULT): "kill-after-commit" SIGKILLs the
     # engine after a NATS batch is committed and before it is acknowledged.
     fault: str | None = None
+    read_only: bool = False  # serve the read API only (a replay): no ingest, no NATS, no runner
 
     @property
     def log_path(self) -> Path:

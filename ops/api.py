@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from commands.outcomes import REASONS, Accepted, Duplicate, Outcome, Rejected
 from commands.parsing import MAX_BYTES
 from engine.ingest import Ingest
+from engine.log import Log
 from engine.received import Received
 from ops.read_api import read_routes
 from projections.reads import Reads
@@ -135,8 +136,10 @@ def read_cursor(cursor: str | None) -> int | None:
     return int(text[1:]) if text[:1] == "r" and text[1:].isdigit() else None
 
 
-def build_app(ingest: Ingest, reads: Reads | None = None, runner: Runner | None = None, *,
+def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None, runner: Runner | None = None, *,
               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Litestar:
+    """The app over a log; without `ingest` it only reads (a replay served with --read-only)."""
+
     @post("/events", status_code=200, summary="Send touchpoints (SPEC §2)")
     async def post_events(request: Request[Any, Any, Any]) -> Response[bytes]:
         """One event or an array of at most 1,000 (application/json), or NDJSON. Answers after the
@@ -147,6 +150,7 @@ def build_app(ingest: Ingest, reads: Reads | None = None, runner: Runner | None 
         except BodyRefused as refused:
             return problem(refused.status, refused.error, refused.detail)
         now = clock()
+        assert ingest is not None  # the route exists only with ingest
         try:
             outcomes = await ingest.submit([Received(raw, "http", now) for raw in items], "http")
         except Exception:
@@ -158,8 +162,12 @@ def build_app(ingest: Ingest, reads: Reads | None = None, runner: Runner | None 
 
     @get("/health", summary="Log head position, each projection's position and lag")
     async def health() -> dict[str, Any]:
-        head = ingest.log.head.position
-        answer: dict[str, Any] = {"status": "ok", "log": {"head": head}, "projections": {}}
+        head = log_.head.position
+        answer: dict[str, Any] = {"status": "ok", "log": {"head": head}, "projections": {},
+                                  "read_only": ingest is None}
+        if runner is None and reads is not None:  # a replay: its read model stands still
+            position = await reads.position()
+            answer["projections"]["read-models"] = {"position": position, "lag": head - position, "error": None}
         if runner is not None:
             answer["projections"]["read-models"] = {"position": runner.position, "lag": head - runner.position,
                                                     "error": runner.error}
@@ -177,7 +185,7 @@ def build_app(ingest: Ingest, reads: Reads | None = None, runner: Runner | None 
         after = read_cursor(cursor)
         if after is None:
             return problem(400, "bad_parameter", "cursor: not a cursor this API gave out")
-        rows = await asyncio.to_thread(ingest.log.rejects, reason=reason, after=after, limit=limit)
+        rows = await asyncio.to_thread(log_.rejects, reason=reason, after=after, limit=limit)
         items = [{"id": r.id, "reason": r.reason, "detail": r.detail, "received_at": r.received_at, "via": r.via}
                  for r in rows]
         more = len(rows) == limit
@@ -188,9 +196,9 @@ def build_app(ingest: Ingest, reads: Reads | None = None, runner: Runner | None 
         error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return problem(exc.status_code, error.get(exc.status_code, "error"), str(exc.detail))
 
-    routes: list[Any] = [post_events, health, rejects]
+    routes: list[Any] = [health, rejects] if ingest is None else [post_events, health, rejects]
     if reads is not None:
-        routes += read_routes(reads, ingest, clock)
+        routes += read_routes(reads, log_.reject_counts, clock)
     return Litestar(
         route_handlers=routes,
         request_max_body_size=MAX_BODY,

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="port of the nats-server `up` starts [ENGAGE_NATS_PORT] (default 4222)")
     up.add_argument("--nats", default=os.environ.get("ENGAGE_NATS"),
                     help="use this existing NATS server (URL) instead of starting one [ENGAGE_NATS]")
+    up.add_argument("--read-only", action="store_true",
+                    help="serve the read API over the directory as it is (a replay): no ingest, no NATS")
     up.add_argument("--ack-wait", type=float, default=30.0, help=argparse.SUPPRESS)
     up.add_argument("--batch", type=int, default=256, help=argparse.SUPPRESS)
 
@@ -130,7 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings(
         data=Path(args.data).resolve(), listen_host=host, listen_port=port,
         nats_port=parse_port(str(args.nats_port), "--nats-port"), nats_url=args.nats,
-        ack_wait=args.ack_wait, batch=args.batch, fault=os.environ.get("ENGAGE_FAULT"),
+        ack_wait=args.ack_wait, batch=args.batch, fault=os.environ.get("ENGAGE_FAULT"), read_only=args.read_only,
     )
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(f"--listen {args.listen}: without authentication the engine listens on loopback only")

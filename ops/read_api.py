@@ -1,21 +1,29 @@
 """Read routes of the HTTP API (SPEC §7): profiles, cases and statistics, for any `as_of`.
 
-Keys may hold `~`, `:`, `/`, `%` and any unicode when URL-encoded: the server decodes `%2F` into a
-slash before routing, so profile and case routes split the raw path themselves.
+Every parameter is checked here and a bad one answers 400 naming it. Keys may hold `~`, `:`, `/`,
+`%` and any unicode when URL-encoded: the server decodes `%2F` into a slash before routing, so
+profile and case routes split the raw path themselves.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import unquote
 
 import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from engine.ingest import Ingest
+from commands.touchpoints import Priority
+from projections.engagement import LADDER
 from projections.reads import NotFound, Reads
+
+STATES = ("new", "open", "pending", "on_hold", "solved", "closed")
+PRIORITIES: tuple[str, ...] = get_args(Priority)
+LEVELS = (*LADDER, "withheld")
+TIERS = ("champion", "promoter", "neutral", "detractor", "withheld")
 
 
 class BadParameter(Exception):
@@ -40,6 +48,44 @@ def parse_as_of(value: str | None, clock: Callable[[], datetime]) -> datetime:
     return moment.astimezone(UTC)
 
 
+def parse_limit(value: str | None) -> int:
+    if value is None:
+        return 100
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise BadParameter("limit", f"{value!r} is not a whole number from 1 to 1000")
+    return int(value)
+
+
+def choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = params.get(name)
+    if value is not None and value not in allowed:
+        raise BadParameter(name, f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def encode_cursor(kind: str, *parts: str) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode([kind, *parts])).decode().rstrip("=")
+
+
+def decode_cursor(value: str | None, kind: str, size: int) -> list[str] | None:
+    """The parts of a cursor this API gave out for this list; a forged or foreign one is a 400."""
+    if value is None:
+        return None
+    try:
+        parts = msgspec.json.decode(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), type=list[str])
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
+        parts = []
+    if len(parts) != size + 1 or parts[0] != kind:
+        raise BadParameter("cursor", "not a cursor this list gave out")
+    return parts[1:]
+
+
+def only(params: Mapping[str, str], allowed: set[str]) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise BadParameter(unknown[0], f"unknown parameter; this call takes {', '.join(sorted(allowed))}")
+
+
 def path_segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
     """The decoded segments after `prefix`, split on the raw (still encoded) path."""
     raw = request.scope.get("raw_path") or request.url.path.encode()
@@ -47,31 +93,87 @@ def path_segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
     return [unquote(part, encoding="utf-8", errors="strict") for part in tail.split("/")]
 
 
-def read_routes(reads: Reads, ingest: Ingest, clock: Callable[[], datetime]) -> list[HTTPRouteHandler]:
+def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]],
+                clock: Callable[[], datetime]) -> list[HTTPRouteHandler]:
     def bad(e: BadParameter) -> Response[bytes]:
         return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
 
-    @get("/customers/{rest:path}", summary="A profile (SPEC §7)")
-    async def customer(request: Request[Any, Any, Any], as_of: str | None = None) -> Response[bytes]:
-        """A profile's identities, engagement, advocacy, cases and last_seen as of `as_of`."""
+    def page(items: list[Any], next_cursor: str | None) -> Response[bytes]:
+        return json_response({"items": items, "next": next_cursor})
+
+    @get("/customers", summary="The profiles, filterable by level and tier (SPEC §7)")
+    async def customers(request: Request[Any, Any, Any]) -> Response[bytes]:
+        params = dict(request.query_params)
         try:
-            moment = parse_as_of(as_of, clock)
-            segments = path_segments(request, "/customers/")
+            only(params, {"as_of", "limit", "cursor", "level", "tier"})
+            moment, limit = parse_as_of(params.get("as_of"), clock), parse_limit(params.get("limit"))
+            level, tier = choice(params, "level", LEVELS), choice(params, "tier", TIERS)
+            after = decode_cursor(params.get("cursor"), "customers", 1)
         except BadParameter as e:
             return bad(e)
+        items, last = await reads.customers(moment, level=level, tier=tier, after=after[0] if after else "",
+                                            limit=limit)
+        return page(items, None if last is None else encode_cursor("customers", last))
+
+    @get("/customers/{rest:path}", summary="A profile, its explanation or its timeline (SPEC §7)")
+    async def customer(request: Request[Any, Any, Any]) -> Response[bytes]:
+        params = dict(request.query_params)
+        try:
+            segments = path_segments(request, "/customers/")
         except UnicodeDecodeError:
             return json_response({"error": "not_found"}, 404)
-        if len(segments) != 1 or not segments[0]:
-            return json_response({"error": "not_found", "detail": "this view of a profile comes later"}, 404)
-        answer = await reads.customer(segments[0], moment)
+        view = segments[1] if len(segments) == 2 else None
+        if len(segments) > 2 or not segments[0] or view not in (None, "explain", "timeline"):
+            return json_response({"error": "not_found"}, 404)
+        key = segments[0]
+        try:
+            if view == "timeline":
+                only(params, {"as_of", "limit", "cursor"})
+            else:
+                only(params, {"as_of"})
+            moment = parse_as_of(params.get("as_of"), clock)
+            if view == "timeline":
+                limit = parse_limit(params.get("limit"))
+                before = decode_cursor(params.get("cursor"), "timeline", 2)
+        except BadParameter as e:
+            return bad(e)
+        if view is None:
+            answer: Any = await reads.customer(key, moment)
+        elif view == "explain":
+            answer = await reads.explain(key, moment)
+        else:
+            found = await reads.timeline(key, moment, before=(before[0], before[1]) if before else None, limit=limit)
+            if isinstance(found, NotFound):
+                return json_response(found.body, 404)
+            items, last = found
+            return page(items, None if last is None else encode_cursor("timeline", *last))
         if isinstance(answer, NotFound):
             return json_response(answer.body, 404)
         return json_response(answer)
 
-    @get("/cases/{rest:path}", summary="A support case with its SLA (SPEC §5, §7)")
-    async def case(request: Request[Any, Any, Any], as_of: str | None = None) -> Response[bytes]:
+    @get("/cases", summary="The cases, filterable by state, priority, agent, team, breached (SPEC §7)")
+    async def cases(request: Request[Any, Any, Any]) -> Response[bytes]:
+        params = dict(request.query_params)
         try:
-            moment = parse_as_of(as_of, clock)
+            only(params, {"as_of", "limit", "cursor", "state", "priority", "agent", "team", "breached"})
+            moment, limit = parse_as_of(params.get("as_of"), clock), parse_limit(params.get("limit"))
+            choice(params, "state", STATES)
+            choice(params, "priority", PRIORITIES)
+            breached = {None: None, "true": True, "false": False}.get(choice(params, "breached", ("true", "false")))
+            after = decode_cursor(params.get("cursor"), "cases", 1)
+        except BadParameter as e:
+            return bad(e)
+        filters: dict[str, str] = {k: params[k] for k in ("state", "priority", "agent", "team") if k in params}
+        items, last = await reads.cases(moment, filters=filters, breached=breached,
+                                        after=after[0] if after else "", limit=limit)
+        return page(items, None if last is None else encode_cursor("cases", last))
+
+    @get("/cases/{rest:path}", summary="A support case with its SLA (SPEC §5, §7)")
+    async def case(request: Request[Any, Any, Any]) -> Response[bytes]:
+        params = dict(request.query_params)
+        try:
+            only(params, {"as_of"})
+            moment = parse_as_of(params.get("as_of"), clock)
             segments = path_segments(request, "/cases/")
         except BadParameter as e:
             return bad(e)
@@ -83,13 +185,13 @@ def read_routes(reads: Reads, ingest: Ingest, clock: Callable[[], datetime]) -> 
         return json_response(answer)
 
     @get("/stats", summary="Totals as of an instant (SPEC §7)")
-    async def stats(as_of: str | None = None) -> Response[bytes]:
+    async def stats(request: Request[Any, Any, Any]) -> Response[bytes]:
+        params = dict(request.query_params)
         try:
-            moment = parse_as_of(as_of, clock)
+            only(params, {"as_of"})
+            moment = parse_as_of(params.get("as_of"), clock)
         except BadParameter as e:
             return bad(e)
-        rejected = ingest.log.reject_counts()
-        events = await reads.position()
-        return json_response(await reads.stats(moment, events, rejected))
+        return json_response(await reads.stats(moment, await reads.position(), reject_counts()))
 
-    return [customer, case, stats]
+    return [customers, customer, cases, case, stats]

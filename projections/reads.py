@@ -14,10 +14,11 @@ import msgspec
 
 from commands.cases import Case
 from commands.instants import rfc3339
-from projections.advocacy import advocacy
-from projections.engagement import LADDER, consent_granted, engagement
+from commands.touchpoints import PERSONAL_FIELDS
+from projections.advocacy import advocacy, explain_advocacy
+from projections.engagement import LADDER, consent_granted, engagement, explain_engagement
 from projections.sla import case_view
-from projections.store import connect, instant, sortable
+from projections.store import instant, sortable
 
 _case_decoder = msgspec.msgpack.Decoder(Case)
 
@@ -32,8 +33,8 @@ class Reads:
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        connect(self.path).close()  # the tables exist before the runner's first page
-        self._db = await aiosqlite.connect(self.path)
+        """Open for reading; the tables must exist (the runtime creates them before the runner starts)."""
+        self._db = await aiosqlite.connect(self.path, timeout=30)
         await self._db.execute("PRAGMA query_only=ON")
 
     async def close(self) -> None:
@@ -59,14 +60,20 @@ class Reads:
 
     # --- profiles --------------------------------------------------------------------------------
 
-    async def customer(self, key: str, as_of: datetime) -> dict[str, Any] | NotFound:
-        if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
-            return await self._absent(key)
+    async def _history(self, key: str, as_of: datetime) -> tuple[list[int], list[Any]]:
+        """The profile's origins and its events up to as_of: (occurred_at, id, type, rung, weight, detail)."""
         oids = [row[0] for row in await self._all("SELECT oid FROM origins WHERE owner=?", (key,))]
         marks = ",".join("?" * len(oids))
         rows = await self._all(
             f"SELECT occurred_at, id, type, rung, weight, detail FROM events WHERE oid IN ({marks}) "
             "AND occurred_at <= ? ORDER BY occurred_at, id", [*oids, sortable(as_of)])
+        return oids, rows
+
+    async def customer(self, key: str, as_of: datetime) -> dict[str, Any] | NotFound:
+        if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
+            return await self._absent(key)
+        oids, rows = await self._history(key, as_of)
+        marks = ",".join("?" * len(oids))
         rungs = [(instant(r[0]), LADDER[r[3]]) for r in rows if r[3] is not None]
         statements = [(instant(r[0]), r[1], r[5] or None) for r in rows if r[2] == "preferences.stated"]
         consents = [(instant(r[0]), r[1], r[5].endswith(":granted")) for r in rows
@@ -89,6 +96,84 @@ class Reads:
             "last_seen": rfc3339(rungs[-1][0]) if rungs else None,
             "as_of": rfc3339(as_of),
         }
+
+    async def customers(self, as_of: datetime, *, level: str | None, tier: str | None, after: str,
+                        limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """The profiles ordered by key, filtered by level and tier as of T (their spans)."""
+        t = sortable(as_of)
+        sql, params = "SELECT p.key FROM profiles p", []
+        if level is not None:
+            sql += (" JOIN engagement_spans e ON e.profile = p.key AND e.end > ? AND e.start <= ? AND e.level = ?")
+            params += [t, t, level]
+        if tier is not None:
+            sql += (" JOIN advocacy_spans a ON a.profile = p.key AND a.end > ? AND a.start <= ? AND a.tier = ?")
+            params += [t, t, tier]
+        sql += " WHERE p.key > ? ORDER BY p.key LIMIT ?"
+        keys = [row[0] for row in await self._all(sql, [*params, after, limit + 1])]
+        items = []
+        for key in keys[:limit]:
+            answer = await self.customer(key, as_of)
+            assert not isinstance(answer, NotFound)  # listed profiles exist
+            items.append(answer)
+        return items, (keys[limit - 1] if len(keys) > limit else None)
+
+    async def explain(self, key: str, as_of: datetime) -> dict[str, Any] | NotFound:
+        """Every contribution to the advocacy score and the engagement counts behind `observed`,
+        each naming its event id (SPEC §7); withheld as a whole without profiling consent."""
+        if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
+            return await self._absent(key)
+        _, rows = await self._history(key, as_of)
+        consents = [(instant(r[0]), r[1], r[5].endswith(":granted")) for r in rows
+                    if r[2] == "consent.changed" and r[5].startswith("profiling:")]
+        if consent_granted(consents, as_of) is False:
+            return {"customer": key, "engagement": {"withheld": "consent"}, "advocacy": {"withheld": "consent"},
+                    "as_of": rfc3339(as_of)}
+        rungs = [(instant(r[0]), r[1], LADDER[r[3]]) for r in rows if r[3] is not None]
+        statements = [(instant(r[0]), r[1], r[5] or None) for r in rows if r[2] == "preferences.stated"]
+        *contributions, total = explain_advocacy(
+            [(instant(r[0]), r[1], r[2], r[4]) for r in rows if r[4] is not None], as_of)
+        latest = max(statements, default=None, key=lambda s: (s[0], s[1]))
+        return {
+            "customer": key,
+            "engagement": {**explain_engagement(rungs, as_of),
+                           "stated": None if latest is None else {"level": latest[2], "event": latest[1],
+                                                                  "occurred_at": rfc3339(latest[0])}},
+            "advocacy": {"contributions": contributions, **total},
+            "as_of": rfc3339(as_of),
+        }
+
+    async def timeline(self, key: str, as_of: datetime, *, before: tuple[str, str] | None,
+                       limit: int) -> tuple[list[dict[str, Any]], tuple[str, str] | None] | NotFound:
+        """The profile's events up to as_of, newest first. Personal fields are not shown here:
+        their names are listed under `personal` (reading them is for roles allowed to)."""
+        if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
+            return await self._absent(key)
+        oids = [row[0] for row in await self._all("SELECT oid FROM origins WHERE owner=?", (key,))]
+        marks = ",".join("?" * len(oids))
+        sql = f"SELECT occurred_at, id, record FROM events WHERE oid IN ({marks}) AND occurred_at <= ?"
+        params: list[Any] = [*oids, sortable(as_of)]
+        if before is not None:
+            sql += " AND (occurred_at, id) < (?, ?)"
+            params += list(before)
+        rows = await self._all(sql + " ORDER BY occurred_at DESC, id DESC LIMIT ?", [*params, limit + 1])
+        items = [_timeline_item(row[2]) for row in rows[:limit]]
+        return items, ((rows[limit - 1][0], rows[limit - 1][1]) if len(rows) > limit else None)
+
+    async def cases(self, as_of: datetime, *, filters: dict[str, str], breached: bool | None, after: str,
+                    limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        sql, params = "SELECT case_id FROM cases WHERE case_id > ?", [after]
+        for column in ("state", "priority", "agent", "team"):
+            if column in filters:
+                sql += f" AND {column} = ?"
+                params.append(filters[column])
+        if breached is not None:
+            t = sortable(as_of)
+            condition = "(first_response_breached_from <= ? OR resolution_breached_from <= ?)"
+            sql += f" AND {condition}" if breached else f" AND NOT coalesce({condition}, 0)"
+            params += [t, t]
+        ids = [row[0] for row in await self._all(sql + " ORDER BY case_id LIMIT ?", [*params, limit + 1])]
+        items = [answer for case in ids[:limit] if (answer := await self.case(case, as_of)) is not None]
+        return items, (ids[limit - 1] if len(ids) > limit else None)
 
     async def _absent(self, key: str) -> NotFound:
         if await self._one("SELECT 1 FROM erased WHERE customer=?", (key,)) is not None:
@@ -136,3 +221,18 @@ class Reads:
 
 
 
+
+
+_record = msgspec.json.Decoder(dict[str, Any])
+
+
+def _timeline_item(line: bytes) -> dict[str, Any]:
+    record = _record.decode(line)
+    event = record["event"]
+    data = dict(event.get("data") or {})
+    personal = sorted(name for name in PERSONAL_FIELDS if name in data)
+    for name in personal:
+        del data[name]
+    item = {k: v for k, v in event.items() if k != "data"}
+    return {**item, "data": data, "personal": personal, "position": record["position"],
+            "recorded_at": record["recorded_at"]}

@@ -57,7 +57,7 @@ def instant(text: str) -> datetime:
 def connect(path: Path) -> sqlite3.Connection:
     """The runner's connection: WAL (readers never block it), explicit transactions."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")  # rebuildable from the log: a lost tail is replayed
     con.execute("PRAGMA secure_delete=ON")

@@ -60,7 +60,8 @@ class EngineProcess:
         while time.time() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"engage up exited {self.proc.returncode}: {self.log_tail()}")
-            own_nats = "--nats" not in self.extra  # with --nats URL the engine starts no server
+            # with --nats URL the engine starts no server; --read-only serves HTTP only
+            own_nats = "--nats" not in self.extra and "--read-only" not in self.extra
             if port_open(self.http_port) and (not own_nats or port_open(self.nats_port)):
                 return self
             time.sleep(0.1)

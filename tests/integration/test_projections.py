@@ -234,3 +234,77 @@ async def test_statistics_from_spans_equal_every_profile_folded_exactly_at_any_i
             assert stats["advocacy"] == dict(tiers), days
     finally:
         await reads.close()
+
+
+async def test_lists_explain_timeline_and_bad_parameters_over_http(tmp_path: Path) -> None:
+    import time
+
+    eng = EngineProcess(tmp_path / "data").start()
+    try:
+        body = b"\n".join(story())
+        httpx.post(eng.http + "/events", content=body, headers={"content-type": "application/x-ndjson"}, timeout=60)
+        while eng.get("/health").json()["projections"]["read-models"]["lag"]:
+            time.sleep(0.05)
+        # lists: ordered by key, paged by cursor, filtered as of T
+        first = eng.get("/customers", limit=2).json()
+        second = eng.get("/customers", limit=2, cursor=first["next"]).json()
+        keys = [c["customer"] for c in first["items"] + second["items"]]
+        assert keys == ["c-1", "c-2", "~forum:g"] and second["next"] is None
+        assert [c["customer"] for c in eng.get("/customers", level="withheld").json()["items"]] == ["c-2"]
+        assert [c["customer"] for c in eng.get("/customers", level="contributor", as_of=at(30)).json()["items"]] == [
+            "c-1"]
+        assert [c["case"] for c in eng.get("/cases", state="pending", breached="true").json()["items"]] == ["k/1"]
+        assert eng.get("/cases", breached="false").json()["items"] == []
+        # explain names every event behind the numbers
+        explained = eng.get("/customers/c-1/explain", as_of=at(30)).json()
+        assert {e["id"] for e in explained["engagement"]["events"]} >= {"e-5", "e-7", "e-8"}
+        assert [c["id"] for c in explained["advocacy"]["contributions"]] == ["e-5", "e-6"]
+        assert explained["advocacy"]["tier"] == eng.get("/customers/c-1", as_of=at(30)).json()["advocacy"]["tier"]
+        # the timeline: newest first, linked identity included, personal fields not shown
+        timeline = eng.get("/customers/c-1/timeline", limit=3).json()
+        assert [e["id"] for e in timeline["items"]] == ["e-11", "e-10", "e-9"]
+        rest = eng.get("/customers/c-1/timeline", cursor=timeline["next"]).json()["items"]
+        assert "e-7" in [e["id"] for e in rest]  # carried by @Alice before the link
+        assert all("text" not in e["data"] for e in rest) and any(e["personal"] == ["text"] for e in rest)
+        # bad parameters: 400 naming the parameter
+        for path, params, name in [
+            ("/customers", {"limit": "1001"}, "limit"), ("/customers", {"limit": "x"}, "limit"),
+            ("/customers", {"level": "guru"}, "level"), ("/customers", {"cursor": "forged"}, "cursor"),
+            ("/customers", {"cursor": first["next"].upper()}, "cursor"), ("/cases", {"breached": "maybe"}, "breached"),
+            ("/cases", {"cursor": first["next"]}, "cursor"),  # another list's cursor
+            ("/customers/c-1", {"as_of": "2026-13-01T00:00:00Z"}, "as_of"), ("/stats", {"colour": "red"}, "colour"),
+        ]:
+            r = eng.get(path, **params)
+            assert r.status_code == 400 and r.json()["parameter"] == name, (path, params, r.text)
+        assert eng.get("/customers/c-1/unknown").status_code == 404
+        assert eng.get("/customers/" + quote("~nobody:x/../../etc", safe="")).json() == {"error": "not_found"}
+    finally:
+        eng.kill()
+
+
+def test_a_directory_is_served_read_only_as_it_stands(tmp_path: Path) -> None:
+    log, projector = build(tmp_path / "data", story())
+    projector.close()
+    log.close()
+    eng = EngineProcess(tmp_path / "data", extra=["--read-only"]).start()
+    try:
+        health = eng.get("/health").json()
+        assert health["read_only"] is True and health["log"]["head"] == len(story())
+        assert health["projections"]["read-models"]["lag"] == 0
+        assert eng.get("/stats", as_of=at(30)).json()["profiles"] == 3
+        assert eng.get("/customers/c-1").json()["customer"] == "c-1"
+        r = httpx.post(eng.http + "/events", content=story()[0], headers={"content-type": "application/json"})
+        assert r.status_code in (404, 405)
+    finally:
+        assert eng.stop() == 0
+
+
+def test_a_replay_directory_is_not_ingested_into(tmp_path: Path) -> None:
+    from tests.integration.engine_process import engage
+
+    log, projector = build(tmp_path / "data", story())
+    projector.close()
+    log.close()
+    (tmp_path / "data" / "REPLAY").write_text("{}")
+    r = engage("up", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--nats-port", "0", timeout=30)
+    assert r.returncode == 2 and "--read-only" in r.stderr and "Traceback" not in r.stderr
