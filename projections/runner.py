@@ -48,6 +48,7 @@ class Projector:
         self.con = connect(path)
         self.directory = self._load_directory()
         self._oids: dict[Origin, int] = {}
+        self._rows: list[tuple[Any, ...]] = []  # the page's event rows, inserted together
 
     @property
     def position(self) -> int:
@@ -57,6 +58,9 @@ class Projector:
     def close(self) -> None:
         self.con.close()
 
+    def has_dirty(self) -> bool:
+        return self.con.execute("SELECT 1 FROM dirty LIMIT 1").fetchone() is not None
+
     def _load_directory(self) -> Directory:
         epochs = {(ch, h): e for ch, h, e in self.con.execute("SELECT channel, handle, epoch FROM epochs")}
         links = {(ch, h, e): Link(at, eid, c) for ch, h, e, c, at, eid in self.con.execute(
@@ -64,20 +68,30 @@ class Projector:
         erased = {c for (c,) in self.con.execute("SELECT customer FROM erased")}
         return Directory(epochs=epochs, links=links, erased=erased)
 
-    def apply(self, records: Iterable[bytes]) -> int:
-        """Fold a page of records and commit it with the tracking position; returns the position."""
+    def apply(self, records: Iterable[bytes], *, respan: bool = True) -> int:
+        """Fold a page of records and commit it with the tracking position; returns the position.
+
+        With `respan=False` (catching up: more pages follow) the touched profiles are only marked,
+        and the first page applied with `respan=True` sweeps each of them once."""
         dirty: set[str] = set()
         position = self.position
         self.con.execute("BEGIN IMMEDIATE")
         try:
+            self._rows.clear()
             for line in records:
                 record = _record.decode(line)
                 if record.position != position + 1:
                     raise RuntimeError(f"the log jumped from position {position} to {record.position}")
                 position = record.position
                 self._fold(record.position, from_wire(record.event), line, dirty)
-            for profile in sorted(dirty):
-                self._respan(profile)
+            self.con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", self._rows)
+            if respan:
+                dirty.update(row[0] for row in self.con.execute("SELECT profile FROM dirty"))
+                self.con.execute("DELETE FROM dirty")
+                for profile in sorted(dirty):
+                    self._respan(profile)
+            else:
+                self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(p,) for p in dirty])
             self.con.execute("INSERT OR REPLACE INTO tracking VALUES (?,?)", (NAME, position))
             self.con.execute("COMMIT")
         except BaseException:
@@ -97,11 +111,8 @@ class Projector:
         oid = self._oid(origin)
         rung = rung_of(tp.type)
         data = msgspec.to_builtins(tp.data)
-        self.con.execute(
-            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)",
-            (position, tp.id, tp.type, sortable(tp.occurred_at), oid, None if rung is None else RANK[rung],
-             weight(tp.type, data), _detail(tp.type, data), line),
-        )
+        self._rows.append((position, tp.id, tp.type, sortable(tp.occurred_at), oid,
+                           None if rung is None else RANK[rung], weight(tp.type, data), _detail(tp.type, data), line))
         owner = self.directory.owner(origin)
         if owner is not None:
             self.con.execute("INSERT OR IGNORE INTO profiles VALUES (?)", (owner,))
@@ -114,19 +125,24 @@ class Projector:
         if case is not None:
             self._case(case, oid, tp)
 
-    def _oid(self, origin: Origin) -> int:
+    def _existing_oid(self, origin: Origin) -> int | None:
         if origin in self._oids:
             return self._oids[origin]
         row = self.con.execute(
             "SELECT oid FROM origins WHERE customer IS ? AND channel IS ? AND handle IS ? AND epoch=?", origin
         ).fetchone()
         if row is None:
+            return None
+        self._oids[origin] = int(row[0])
+        return self._oids[origin]
+
+    def _oid(self, origin: Origin) -> int:
+        """The origin's row id, created when it carries its first event."""
+        oid = self._existing_oid(origin)
+        if oid is None:
             cur = self.con.execute("INSERT INTO origins (customer, channel, handle, epoch, owner) VALUES (?,?,?,?,?)",
                                    (*origin, self.directory.owner(origin)))
-            oid = int(cur.lastrowid or 0)
-        else:
-            oid = int(row[0])
-        self._oids[origin] = oid
+            oid = self._oids[origin] = int(cur.lastrowid or 0)
         return oid
 
     def _link(self, tp: Touchpoint[Any], dirty: set[str]) -> None:
@@ -182,7 +198,9 @@ class Projector:
         self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
         if self.con.execute("SELECT 1 FROM profiles WHERE key=?", (profile,)).fetchone() is None:
             return  # linked or erased later in the same page: no profile, no spans
-        oids = [self._oid(o) for o in self.directory.origins_of(profile)]
+        # Only origins that carried an event have rows (created by the fold, in log order, so their
+        # numbering is the same however the log is paged); the others have nothing to sweep.
+        oids = [oid for o in self.directory.origins_of(profile) if (oid := self._existing_oid(o)) is not None]
         marks = ",".join("?" * len(oids))
         rows = self.con.execute(
             f"SELECT occurred_at, id, type, rung, weight, detail FROM events WHERE oid IN ({marks})", oids
@@ -250,9 +268,12 @@ class Runner:
                 try:
                     records = self._read_log(self.position, PAGE)
                     if records:
-                        self.position = projector.apply(records)
+                        # A full page means more are waiting: sweep spans once caught up.
+                        self.position = projector.apply(records, respan=len(records) < PAGE)
                         self.error = None
                         continue
+                    if projector.has_dirty():  # caught up on a full page: sweep what it left
+                        self.position = projector.apply([], respan=True)
                 except (sqlite3.Error, RuntimeError) as e:
                     self.error = str(e)
                     log.exception("projections: a page could not be applied; retrying")

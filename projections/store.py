@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 # Fixed width, microseconds always: comparing the text compares the instants.
-_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 BEGINNING = "0001-01-01T00:00:00.000000Z"
 END = "9999-12-31T23:59:59.999999Z"
 
@@ -43,15 +42,18 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS advocacy_spans (profile TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL, "
     "tier TEXT NOT NULL, PRIMARY KEY (profile, start))",
     "CREATE INDEX IF NOT EXISTS advocacy_spans_by_end ON advocacy_spans(end, start)",
+    # Profiles whose spans wait to be recomputed: while catching up, each is swept once at the end.
+    "CREATE TABLE IF NOT EXISTS dirty (profile TEXT PRIMARY KEY)",
 ]
 
 
 def sortable(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(_FORMAT)
+    """`2026-10-01T12:00:00.000000Z` (isoformat, not strftime: this runs for every event folded)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def instant(text: str) -> datetime:
-    return datetime.strptime(text, _FORMAT).replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)
 
 
 def connect(path: Path) -> sqlite3.Connection:
