@@ -9,7 +9,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,24 @@ _case_encoder = msgspec.msgpack.Encoder()
 _case_decoder = msgspec.msgpack.Decoder(Case)
 
 
+class Logged(msgspec.Struct):
+    """What the fold reads of a logged event; the full Touchpoint is built for case rules only."""
+
+    id: str
+    type: str
+    occurred_at: datetime
+    customer: str | None = None
+    identity: dict[str, str] | None = None
+    data: dict[str, Any] = {}
+
+
 class Record(msgspec.Struct):
     position: int
-    event: dict[str, Any]
+    event: Logged
 
 
 _record = msgspec.json.Decoder(Record)
+_whole = msgspec.json.Decoder(dict[str, Any])
 
 
 class Projector:
@@ -49,6 +61,7 @@ class Projector:
         self.directory = self._load_directory()
         self._oids: dict[Origin, int] = {}
         self._rows: list[tuple[Any, ...]] = []  # the page's event rows, inserted together
+        self._profiles: set[str] = set()  # profiles the page brings into existence, inserted together
 
     @property
     def position(self) -> int:
@@ -78,13 +91,15 @@ class Projector:
         self.con.execute("BEGIN IMMEDIATE")
         try:
             self._rows.clear()
+            self._profiles.clear()
             for line in records:
                 record = _record.decode(line)
                 if record.position != position + 1:
                     raise RuntimeError(f"the log jumped from position {position} to {record.position}")
                 position = record.position
-                self._fold(record.position, from_wire(record.event), line, dirty)
+                self._fold(record.position, record.event, line, dirty)
             self.con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", self._rows)
+            self.con.executemany("INSERT OR IGNORE INTO profiles VALUES (?)", [(p,) for p in sorted(self._profiles)])
             if respan:
                 dirty.update(row[0] for row in self.con.execute("SELECT profile FROM dirty"))
                 self.con.execute("DELETE FROM dirty")
@@ -103,26 +118,30 @@ class Projector:
 
     # --- one event -------------------------------------------------------------------------------
 
-    def _fold(self, position: int, tp: Touchpoint[Any], line: bytes, dirty: set[str]) -> None:
-        if isinstance(tp.customer, str):
-            origin = customer_origin(tp.customer)
+    def _fold(self, position: int, ev: Logged, line: bytes, dirty: set[str]) -> None:
+        if ev.customer is not None:
+            origin = customer_origin(ev.customer)
         else:
-            origin = self.directory.identity_origin(tp.identity.channel, tp.identity.handle)  # type: ignore[union-attr]
+            assert ev.identity is not None  # the log holds exactly one of the two (SPEC §1)
+            origin = self.directory.identity_origin(ev.identity["channel"], ev.identity["handle"])
         oid = self._oid(origin)
-        rung = rung_of(tp.type)
-        data = msgspec.to_builtins(tp.data)
-        self._rows.append((position, tp.id, tp.type, sortable(tp.occurred_at), oid,
-                           None if rung is None else RANK[rung], weight(tp.type, data), _detail(tp.type, data), line))
+        rung = rung_of(ev.type)
+        self._rows.append((position, ev.id, ev.type, sortable(ev.occurred_at), oid,
+                           None if rung is None else RANK[rung], weight(ev.type, ev.data), _detail(ev.type, ev.data),
+                           line))
         owner = self.directory.owner(origin)
         if owner is not None:
-            self.con.execute("INSERT OR IGNORE INTO profiles VALUES (?)", (owner,))
+            self._profiles.add(owner)
             dirty.add(owner)
-        if tp.type == "identity.linked":
-            self._link(tp, dirty)
-        elif tp.type == "customer.erased":
-            self._erase(tp.customer, position, dirty)  # type: ignore[arg-type]
-        case = case_id(tp)
-        if case is not None:
+        if ev.type == "identity.linked":
+            self._link(ev, dirty)
+        elif ev.type == "customer.erased":
+            assert ev.customer is not None
+            self._erase(ev.customer, position, dirty)
+        elif ev.type.startswith("case."):
+            tp = from_wire(_whole.decode(line)["event"])
+            case = case_id(tp)
+            assert case is not None
             self._case(case, oid, tp)
 
     def _existing_oid(self, origin: Origin) -> int | None:
@@ -145,9 +164,10 @@ class Projector:
             oid = self._oids[origin] = int(cur.lastrowid or 0)
         return oid
 
-    def _link(self, tp: Touchpoint[Any], dirty: set[str]) -> None:
-        channel, handle = tp.data.channel, tp.data.handle
-        link = Link(sortable(tp.occurred_at), tp.id, tp.customer)  # type: ignore[arg-type]
+    def _link(self, ev: Logged, dirty: set[str]) -> None:
+        channel, handle = ev.data["channel"], ev.data["handle"]
+        assert ev.customer is not None  # identity.linked requires a customer (SPEC §1)
+        link = Link(sortable(ev.occurred_at), ev.id, ev.customer)
         change = self.directory.link(channel, handle, link)
         epoch = self.directory.epochs.get((channel, handle), 0)
         self.con.execute("INSERT OR REPLACE INTO links VALUES (?,?,?,?,?,?)",
@@ -161,7 +181,7 @@ class Projector:
             self._forget(before)  # a linked identity is no profile of its own any more
         elif before is not None:
             dirty.add(before)
-        self.con.execute("INSERT OR IGNORE INTO profiles VALUES (?)", (after,))
+        self._profiles.add(after)
         dirty.add(after)
 
     def _erase(self, customer: str, position: int, dirty: set[str]) -> None:
@@ -175,6 +195,7 @@ class Projector:
         dirty.discard(customer)
 
     def _forget(self, profile: str) -> None:
+        self._profiles.discard(profile)  # added earlier in this page: it goes too
         self.con.execute("DELETE FROM profiles WHERE key=?", (profile,))
         self.con.execute("DELETE FROM engagement_spans WHERE profile=?", (profile,))
         self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
