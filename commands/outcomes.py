@@ -45,4 +45,11 @@ class Duplicate(msgspec.Struct, frozen=True):
     position: int  # where the original sits in the log
 
 
-Outcome = Accepted | Duplicate | Rejected
+class Redelivered(msgspec.Struct, frozen=True):
+    """Not an outcome of SPEC §2 but of the transport: this very message (stream, sequence) was
+    decided and committed before, so nothing is decided, appended or kept again."""
+
+    seq: int
+
+
+Outcome = Accepted | Duplicate | Rejected | Redelivered

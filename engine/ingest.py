@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from commands.outcomes import Accepted, Duplicate, Outcome, Rejected
+from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
 from engine.log import Log
 from engine.received import Received
 
@@ -90,5 +90,7 @@ def outcome_name(outcome: Outcome) -> str:
         return "accepted"
     if isinstance(outcome, Duplicate):
         return "duplicate"
+    if isinstance(outcome, Redelivered):
+        return "redelivered"
     assert isinstance(outcome, Rejected)
     return outcome.reason

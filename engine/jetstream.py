@@ -32,7 +32,6 @@ DURABLE = "engage-ingest"
 DUPLICATE_WINDOW = 0.1
 
 FETCH_TIMEOUT = 1.0  # an idle fetch returns this often, so stop() is never kept waiting long
-FETCH_HEARTBEAT = 0.25
 ACK_FLUSH_TIMEOUT = 2  # seconds (an int for nats-py): a PING answer, not a disk write
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
@@ -154,6 +153,7 @@ class Consumer:
         self._sub: JetStreamContext.PullSubscription | None = None
         self._reconnects_seen = -1
         self._purged_below = 0
+        self._stream_key = STREAM
         self._stopping = asyncio.Event()
         self._fetching: asyncio.Task[list[Msg]] | None = None
         self._running = False
@@ -232,7 +232,8 @@ class Consumer:
             return
         msgs.sort(key=_stream_sequence)
         self.fetched += len(msgs)
-        items = [Received(raw=m.data, via=f"nats:{m.subject}", received_at=self.clock()) for m in msgs]
+        items = [Received(raw=m.data, via=f"nats:{m.subject}", received_at=self.clock(), stream=self._stream_key,
+                          seq=_stream_sequence(m)) for m in msgs]
         try:
             await self.on_batch(items)
         except Exception as e:
@@ -266,6 +267,9 @@ class Consumer:
         await self._unsubscribe()
         reconnects = self.nc.stats["reconnects"]
         await ensure_stream(self._js)
+        info = await self._js.stream_info(STREAM)
+        # Sequences restart when a stream is made anew: its creation instant tells incarnations apart.
+        self._stream_key = f"{STREAM}@{info.created.isoformat() if info.created else 'unknown'}"
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self._js.delete_consumer(STREAM, DURABLE)
         await self._js.add_consumer(
@@ -282,7 +286,10 @@ class Consumer:
         self._reconnects_seen = reconnects
 
     def _fetch(self, sub: JetStreamContext.PullSubscription) -> asyncio.Task[list[Msg]]:
-        return asyncio.ensure_future(sub.fetch(self.batch, timeout=FETCH_TIMEOUT, heartbeat=FETCH_HEARTBEAT))
+        # No idle heartbeat: nats-py 2.16 keeps it on a fetch's second pull request while shortening
+        # that request's expiry to the time left, which the server refuses ("heartbeat value too
+        # large") and which restarted delivery for nothing. A 1 s fetch needs none.
+        return asyncio.ensure_future(sub.fetch(self.batch, timeout=FETCH_TIMEOUT))
 
     async def _unsubscribe(self) -> None:
         sub, self._sub = self._sub, None

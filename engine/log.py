@@ -32,7 +32,7 @@ from eventsourcing.sqlite import (
 from commands.cases import Case, apply
 from commands.decisions import decide, erased_customer
 from commands.instants import rfc3339
-from commands.outcomes import Accepted, Duplicate, Outcome, Rejected
+from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
 from commands.parsing import content_digest, normalise_identity, parse
 from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_key, to_wire
 from engine.chain import ZERO_HASH, seal
@@ -61,6 +61,10 @@ SIDE_TABLES = [
     "reason TEXT NOT NULL, detail TEXT NOT NULL, received_at TEXT NOT NULL, via TEXT NOT NULL, "
     "owner TEXT, key_id TEXT, raw BLOB)",
     "CREATE INDEX IF NOT EXISTS rejects_by_reason ON rejects(reason, seq)",
+    # The highest JetStream sequence whose outcome is committed, per stream incarnation: a message
+    # delivered again (acked but not yet purged when the consumer restarted) is not decided twice,
+    # so a reject is never kept twice (an accepted event would only come back as a duplicate).
+    "CREATE TABLE IF NOT EXISTS deliveries (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID",
 ]
 
 _case_encoder = msgspec.msgpack.Encoder()
@@ -183,6 +187,31 @@ class _BatchView:
         )
 
 
+class _Deliveries:
+    """Which JetStream messages of a batch were committed before (see the `deliveries` table)."""
+
+    def __init__(self, c: SQLiteCursor) -> None:
+        self._c = c
+        self._committed: dict[str, int] = {}
+        self._new: dict[str, int] = {}
+
+    def seen(self, item: Received) -> bool:
+        """True for a message decided before; otherwise it counts as decided from now on."""
+        if item.stream is None or item.seq is None:
+            return False
+        if item.stream not in self._committed:
+            self._c.execute("SELECT seq FROM deliveries WHERE stream=?", (item.stream,))
+            row = self._c.fetchone()
+            self._committed[item.stream] = row[0] if row else 0
+        if item.seq <= max(self._committed[item.stream], self._new.get(item.stream, 0)):
+            return True
+        self._new[item.stream] = item.seq
+        return False
+
+    def flush(self) -> None:
+        self._c.executemany("INSERT OR REPLACE INTO deliveries VALUES (?,?)", list(self._new.items()))
+
+
 def _select_in(c: SQLiteCursor, select: str, column: str, values: list[str]) -> list[Any]:
     rows: list[Any] = []
     for start in range(0, len(values), 500):  # well under SQLite's limit on bound parameters
@@ -267,7 +296,11 @@ class Log:
         try:
             with self._datastore.transaction(commit=True) as c:
                 view = _BatchView(c, [tp for tp in parsed if not isinstance(tp, Rejected)])
+                delivered = _Deliveries(c)
                 for item, tp in zip(batch, parsed, strict=True):
+                    if delivered.seen(item):
+                        outcomes.append(Redelivered(item.seq or 0))
+                        continue
                     if isinstance(tp, Rejected):
                         outcomes.append(self._keep_reject(c, view, item, tp, recorded_at))
                         continue
@@ -286,6 +319,7 @@ class Log:
                     self._evolve(c, view, tp, digest, position)
                     outcomes.append(Accepted(position))
                 view.flush()
+                delivered.flush()
                 if stored:
                     self._recorder.insert_within(c, stored)
         except BaseException:

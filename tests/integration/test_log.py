@@ -171,3 +171,21 @@ def test_a_link_reaches_the_events_of_the_identity_it_names(log: Log) -> None:
            ev(3, "customer.erased"))
     key = json.loads(log.records()[0])["event"]["data"]["text"].split(":")[1]
     assert log.key_lookup()(key) is None
+
+
+def test_a_jetstream_message_delivered_again_is_not_decided_twice(log: Log) -> None:
+    """Acked but not yet purged when the consumer restarted: it comes again. Its reject must not be
+    kept twice (an accepted event would only be a duplicate)."""
+    from commands.outcomes import Redelivered
+
+    def delivery(stream: str) -> list[Received]:
+        return [Received(ev(1, "idea.voted", {"idea": "i"}), "nats:touchpoints.x", NOW, stream, 7),
+                Received(b"junk", "nats:touchpoints.x", NOW, stream, 8)]
+
+    first = log.commit(delivery("TOUCHPOINTS@a"))
+    assert [type(o) for o in first] == [Accepted, Rejected]
+    assert log.commit(delivery("TOUCHPOINTS@a")) == [Redelivered(7), Redelivered(8)]
+    assert log.reject_counts() == {"malformed": 1}
+    # a stream made anew starts its sequences again: those messages are decided afresh
+    again = log.commit(delivery("TOUCHPOINTS@b"))
+    assert [type(o) for o in again] == [Duplicate, Rejected]
