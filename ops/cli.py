@@ -13,10 +13,16 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
+
+import msgspec
 
 from engine.settings import Settings, UsageError, parse_listen, parse_port
+
+if TYPE_CHECKING:
+    from ops.history import History
 
 EPILOG = """examples:
   engage up                                   run everything locally (data in ./engage-data)
@@ -25,6 +31,10 @@ EPILOG = """examples:
   engage export --data ./engage-data -o log.jsonl
   engage verify log.jsonl                      exit 0 when the chain is intact
   engage verify --data ./engage-data
+  engage rebuild --data ./engage-data          with the engine stopped
+  engage replay --data ./engage-data --to-position 5000 --into ./at-5000
+  engage up --data ./at-5000 --read-only      serve a replay
+  engage history c-42 --data ./engage-data
 
 exit codes: 0 ok, 1 verification failed, 2 usage error"""
 
@@ -97,6 +107,51 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", type=Path, help="file to write (default: standard output)")
     export.add_argument("--decrypt", action="store_true",
                         help="add readable personal fields under `personal` (outside the hash)")
+
+    rebuild = sub.add_parser("rebuild", help="drop and rebuild the live read models from the log",
+                             description="Fold the whole log into fresh read models beside the live ones, then "
+                                         "replace them in one rename. Stop the engine first: a running one is "
+                                         "refused. A rebuild that was killed carries on where it stopped.",
+                             formatter_class=examples, epilog=(
+                                 "examples:\n"
+                                 "  engage rebuild --data ./engage-data\n\n"
+                                 "exit codes: 0 rebuilt, 2 no log there or an engine is running"))
+    rebuild.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA]")
+
+    replay = sub.add_parser("replay", help="build the read models of an earlier point into another directory",
+                            description="Fold the log up to a position (inclusive) or up to the last record "
+                                        "recorded at or before an instant, into a new directory that also holds "
+                                        "the log as it stood then: `engage up --read-only`, `verify` and `export` "
+                                        "work on it, and `engage up` without --read-only refuses it. It keeps no "
+                                        "keys: personal fields stay ciphertext there, so a later erasure cannot "
+                                        "miss this copy (SPEC §6).",
+                            formatter_class=examples, epilog=(
+                                "examples:\n"
+                                "  engage replay --data ./engage-data --to-position 5000 --into ./at-5000\n"
+                                "  engage replay --to-time 2026-10-01T00:00:00Z --into ./october\n"
+                                "  engage up --data ./at-5000 --read-only --listen 127.0.0.1:8081\n\n"
+                                "exit codes: 0 built, 2 a bad position or time, or --into not new or empty"))
+    replay.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA]")
+    point = replay.add_mutually_exclusive_group(required=True)
+    point.add_argument("--to-position", type=int, metavar="N", help="the last position to include")
+    point.add_argument("--to-time", metavar="T",
+                       help="RFC 3339 instant with offset: include the records recorded at or before it")
+    replay.add_argument("--into", type=Path, required=True, metavar="DIR2",
+                        help="a new or empty directory to build the replay in")
+
+    history = sub.add_parser("history", help="print a profile's full history",
+                             description="Every event of a profile (a customer key, or ~channel:handle), oldest "
+                                         "first, personal fields readable unless erased (then null). A table on "
+                                         "a terminal; JSON Lines, one event per line, otherwise or with --json.",
+                             formatter_class=examples, epilog=(
+                                 "examples:\n"
+                                 "  engage history c-42 --data ./engage-data\n"
+                                 "  engage history '~twitter:alice' --json | jq .type\n\n"
+                                 "exit codes: 0 listed (an erased customer too: its personal fields are null),\n"
+                                 "            2 no such profile, or an identity now linked to a customer (named)"))
+    history.add_argument("key", metavar="KEY", help="customer key, or ~channel:handle for an anonymous profile")
+    history.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA]")
+    history.add_argument("--json", action="store_true", help="JSON Lines even on a terminal")
     return parser
 
 
@@ -200,8 +255,53 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from ops import replay
+
+    with _progress("rebuild") as progress:
+        position = replay.rebuild(Path(args.data), progress)
+    print(f"rebuilt the read models of {args.data} to position {position}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from ops import replay
+
+    to_time = None if args.to_time is None else _instant(args.to_time, "--to-time")
+    with _progress("replay") as progress:
+        position = replay.replay(Path(args.data), args.into, to_position=args.to_position, to_time=to_time,
+                                 progress=progress)
+    print(f"replayed {args.data} to position {position} into {args.into}: "
+          f"serve it with engage up --data {args.into} --read-only")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from ops.history import history
+
+    found = history(Path(args.data), args.key)
+    if found.replay:
+        print(f"engage history: {args.data} is a replay, which keeps no keys: personal fields are null "
+              "(read them in the live directory)", file=sys.stderr)
+    if found.position < found.head:
+        print(f"engage history: the read models stand at position {found.position} of {found.head}: "
+              "the latest events may be missing", file=sys.stderr)
+    if args.json or not sys.stdout.isatty():
+        if found.erased_at is not None:
+            print(f"engage history: {found.key} was erased at position {found.erased_at}: "
+                  "its personal fields are null", file=sys.stderr)
+        out = sys.stdout.buffer
+        for item in found.events:
+            out.write(msgspec.json.encode(item) + b"\n")
+        out.flush()
+    else:
+        _print_history(found)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "up": cmd_up, "emit": cmd_emit, "verify": cmd_verify, "export": cmd_export,
+    "rebuild": cmd_rebuild, "replay": cmd_replay, "history": cmd_history,
 }
 
 
@@ -231,6 +331,48 @@ def _progress(what: str) -> Iterator[Callable[[int], None]]:
                   TimeElapsedColumn(), transient=True) as bar:
         task = bar.add_task(what, total=None)
         yield lambda n: bar.update(task, completed=n)
+
+
+def _instant(value: str, flag: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        raise UsageError(f"{flag} {value!r} is not an RFC 3339 timestamp, e.g. 2026-10-01T12:00:00Z") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{flag} {value!r} has no offset: add Z or ±hh:mm")
+    return moment.astimezone(UTC)
+
+
+def _print_history(found: History) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from commands.touchpoints import PERSONAL_FIELDS
+
+    if found.erased_at is not None:
+        title = f"{found.key}: erased at position {found.erased_at}, personal fields gone"
+    else:
+        title = f"{found.key}: {len(found.events)} events"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)  # light borders: room for the data
+    table.add_column("position", justify="right", no_wrap=True)
+    for column in ("occurred_at", "type", "channel", "by"):
+        table.add_column(column, overflow="fold")
+    table.add_column("data", overflow="fold", ratio=1)
+    for item in found.events:
+        identity = item.get("identity")
+        by = item.get("customer") or (f"~{identity['channel']}:{identity['handle']}" if identity else "")
+        data = ", ".join(f"{k}={'(erased)' if v is None and k in PERSONAL_FIELDS else _summary(v)}"
+                         for k, v in item["data"].items())
+        table.add_row(str(item["position"]), item["occurred_at"], item["type"], item["channel"], by, data)
+    Console().print(table)
+
+
+def _summary(value: object, width: int = 60) -> str:
+    if value is None:
+        return "∅"
+    text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _print_counts(counts: Counter[str]) -> None:

@@ -170,8 +170,9 @@ class Projector:
         link = Link(sortable(ev.occurred_at), ev.id, ev.customer)
         change = self.directory.link(channel, handle, link)
         epoch = self.directory.epochs.get((channel, handle), 0)
+        kept = self.directory.links[(channel, handle, epoch)]  # the winner, not the one arriving late
         self.con.execute("INSERT OR REPLACE INTO links VALUES (?,?,?,?,?,?)",
-                         (channel, handle, epoch, link.customer, link.occurred_at, link.event_id))
+                         (channel, handle, epoch, kept.customer, kept.occurred_at, kept.event_id))
         if change is None:
             return
         before, after = change

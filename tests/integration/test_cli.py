@@ -19,7 +19,7 @@ import pytest
 from tests.integration.engine_process import ENGAGE, EngineProcess, free_port, port_open
 from tests.samples import ev
 
-COMMANDS = ("up", "emit", "verify", "export")
+COMMANDS = ("up", "emit", "verify", "export", "rebuild", "replay", "history")
 
 
 def cli(*args: str, cwd: Path, stdin: bytes | None = None, env: dict[str, str] | None = None,
