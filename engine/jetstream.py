@@ -156,6 +156,7 @@ class Consumer:
         self._sub: JetStreamContext.PullSubscription | None = None
         self._reconnects_seen = -1
         self._purged_below = 0
+        self._last_acked = 0
         self._stream_key = STREAM
         self._stopping = asyncio.Event()
         self._fetching: asyncio.Task[list[Msg]] | None = None
@@ -222,7 +223,11 @@ class Consumer:
                 return  # stop() cancelled the fetch, not someone cancelling run()
             raise
         except nats.errors.TimeoutError:
-            return  # an idle stream is not an error
+            # An idle stream is not an error. The server advances the ack floor a moment after
+            # the acks, so the last batch may not have been purged yet: do it now.
+            if self._purged_below < self._last_acked:
+                await self._purge_acknowledged()
+            return
         finally:
             self._fetching = None
         if not msgs:
@@ -253,6 +258,7 @@ class Consumer:
             return
         await self.nc.flush(timeout=ACK_FLUSH_TIMEOUT)
         self.acked += len(msgs)
+        self._last_acked = _stream_sequence(msgs[-1])
         await self._purge_acknowledged()
 
     async def _purge_acknowledged(self) -> None:
