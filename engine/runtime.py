@@ -28,7 +28,7 @@ from engine.received import Received
 from engine.settings import REPLAY_MARKER, Settings, UsageError
 from ops.api import build_app
 from projections.reads import Reads
-from projections.runner import Runner
+from projections.runner import RunnerProcess
 from projections.store import connect
 
 log = logging.getLogger("engage.runtime")
@@ -82,7 +82,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
     async with stack:
         stack.callback(ingest.close)
         connect(settings.read_path).close()  # the schema, once, before the runner and the readers open it
-        runner = Runner(ingest.log.records, settings.read_path)
+        runner = RunnerProcess(settings.log_path, settings.read_path)
         runner.start()
         stack.callback(runner.stop)
         reads = Reads(settings.read_path)
@@ -117,9 +117,9 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
 
-        if settings.nats_url is None:
-            supervising = asyncio.create_task(_supervise(server, stopping), name="nats-server-supervisor")
-            stack.push_async_callback(_cancel, supervising)
+        supervising = asyncio.create_task(_supervise(server if settings.nats_url is None else None, runner, stopping),
+                                          name="supervisor")
+        stack.push_async_callback(_cancel, supervising)
         consuming = asyncio.create_task(consumer.run(), name="jetstream-consumer")
         serving = asyncio.create_task(http.serve(sockets=[sock]), name="http")
         while not http.started and not serving.done():  # announce only what already answers
@@ -183,12 +183,17 @@ async def serve_read_only(settings: Settings, announce: Callable[[str], None]) -
     announce("engage up: stopped")
 
 
-async def _supervise(server: NatsServer, stopping: asyncio.Event) -> None:
-    """The engine's own nats-server comes back if it dies: same port, same store (what JetStream
-    acknowledged was fsynced), and the consumer resumes from the lowest unacked message."""
+async def _supervise(server: NatsServer | None, runner: RunnerProcess, stopping: asyncio.Event) -> None:
+    """What the engine started comes back if it dies. Its own nats-server: same port, same store
+    (what JetStream acknowledged was fsynced), and the consumer resumes from the lowest unacked
+    message. The projection runner: it carries on from its tracking position."""
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=1)
+        if not stopping.is_set():
+            runner.poll()
+        if server is None:
+            continue
         code = server.exit_code()
         if code is not None and not stopping.is_set():
             log.error("nats-server exited with code %s; starting it again", code)

@@ -24,7 +24,7 @@ from engine.log import Log
 from engine.received import Received
 from ops.read_api import read_routes
 from projections.reads import Reads
-from projections.runner import Runner
+from projections.runner import Runner, RunnerProcess
 
 log = logging.getLogger("engage.api")
 
@@ -136,7 +136,8 @@ def read_cursor(cursor: str | None) -> int | None:
     return int(text[1:]) if text[:1] == "r" and text[1:].isdigit() else None
 
 
-def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None, runner: Runner | None = None, *,
+def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
+              runner: Runner | RunnerProcess | None = None, *,
               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Litestar:
     """The app over a log; without `ingest` it only reads (a replay served with --read-only)."""
 

@@ -6,7 +6,11 @@ The SQLite recorder has no push subscription: the runner polls the notification 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -282,6 +286,10 @@ class Runner:
         if self._thread is not None:
             self._thread.join()
 
+    def run_here(self) -> None:
+        """Follow the log on the calling thread until stop() (a process of its own runs this)."""
+        self._run()
+
     def _run(self) -> None:
         projector = Projector(self._path)
         try:
@@ -304,3 +312,82 @@ class Runner:
                 self._stop.wait(self._poll)
         finally:
             projector.close()
+
+
+class RunnerProcess:
+    """The runner in a process of its own, so folding never competes with ingest for the GIL.
+
+    Same face as Runner: start(), stop(), position, error. Its position is read from the read
+    model's tracking row (the runner commits it with the rows), and `poll()` restarts a runner
+    that died."""
+
+    def __init__(self, log_path: Path, path: Path) -> None:
+        self._log_path = log_path
+        self._path = path
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.error: str | None = None
+
+    def start(self) -> None:
+        from engine.natsserver import _die_with_parent
+
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "projections.runner", "--log", str(self._log_path), "--read", str(self._path)],
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent(os.getpid()),
+        )
+
+    def poll(self) -> None:
+        """Start the runner again if it died (it carries on from its tracking position)."""
+        code = None if self._proc is None else self._proc.poll()
+        if code is not None:
+            self.error = f"the projection runner exited with code {code}; started again"
+            log.error("projections: %s", self.error)
+            self.start()
+
+    @property
+    def position(self) -> int:
+        try:
+            con = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=5)
+            try:
+                row = con.execute("SELECT position FROM tracking WHERE name=?", (NAME,)).fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return 0
+        return int(row[0]) if row else 0
+
+    def stop(self, timeout: float = 30) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)  # it finishes the page in hand: rows and position commit together
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m projections.runner --log LOG --read READ`: what RunnerProcess starts."""
+    import argparse
+
+    from engine.log import Log
+
+    parser = argparse.ArgumentParser(prog="python -m projections.runner")
+    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--read", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    source = Log(args.log, create=False)
+    runner = Runner(source.records, args.read)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runner._stop.set())
+    try:
+        runner.run_here()
+    finally:
+        source.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -356,3 +356,36 @@ async def test_kill_9_during_catch_up_then_restart_gives_the_same_read_models(tm
     clean.close()
     log.close()
     assert dump(tmp_path / "data" / "read.sqlite") == dump(tmp_path / "clean" / "read.sqlite")
+
+
+def test_a_projection_runner_that_dies_is_started_again_and_catches_up(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    eng = EngineProcess(tmp_path / "data").start()
+    try:
+        def runner_pids() -> list[int]:
+            found = []
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                    except OSError:
+                        continue
+                    if b"projections.runner" in cmdline and str(tmp_path).encode() in b" ".join(cmdline):
+                        found.append(int(entry))
+            return found
+
+        (first,) = runner_pids()
+        os.kill(first, signal.SIGKILL)
+        body = b"\n".join(story())
+        httpx.post(eng.http + "/events", content=body, headers={"content-type": "application/x-ndjson"}, timeout=60)
+        deadline = time.time() + 30
+        while eng.get("/health").json()["projections"]["read-models"]["position"] < len(story()):
+            assert time.time() < deadline, eng.get("/health").json()
+            time.sleep(0.1)
+        assert runner_pids() and runner_pids() != [first]
+        assert eng.get("/customers/c-1").json()["customer"] == "c-1"
+    finally:
+        eng.kill()
