@@ -425,3 +425,17 @@ def test_export_decrypt_adds_readable_personal_fields_outside_the_hash(engine: E
     to_stdout = cli("export", "--data", str(engine.data), "--decrypt", cwd=tmp_path)
     assert to_stdout.returncode == 0, to_stdout.stderr
     assert [json.loads(line) for line in to_stdout.stdout.splitlines()] == export_records(out)
+
+
+def test_the_http_socket_answers_without_waiting_for_delayed_acks() -> None:
+    """Kept-alive clients waited ~40 ms per answer until the listening socket set TCP_NODELAY
+    (inherited by accepted connections on Linux)."""
+    import socket
+
+    from engine.runtime import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()
