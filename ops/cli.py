@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import msgspec
 
-from engine.settings import Settings, UsageError, parse_listen, parse_port
+from engine.settings import DEFAULT_BATCH, Settings, UsageError, parse_listen, parse_port
 
 if TYPE_CHECKING:
     from ops.history import History
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--read-only", action="store_true",
                     help="serve the read API over the directory as it is (a replay): no ingest, no NATS")
     up.add_argument("--ack-wait", type=float, default=30.0, help=argparse.SUPPRESS)
-    up.add_argument("--batch", type=int, default=256, help=argparse.SUPPRESS)
+    up.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
 
     emit = sub.add_parser("emit", help="publish a file of events (NDJSON) over HTTP or NATS",
                           description="Send NDJSON events as a producer would and print each outcome's count. "
