@@ -6,7 +6,6 @@ OpenAPI document at /schema. `build_app` is a factory; the runtime owns the reso
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,7 +21,16 @@ from commands.parsing import MAX_BYTES
 from engine.ingest import Ingest
 from engine.log import Log
 from engine.received import Received
-from ops.read_api import read_routes
+from ops.read_api import (
+    BadParameter,
+    choice,
+    decode_cursor,
+    encode_cursor,
+    json_response,
+    only,
+    parse_limit,
+    read_routes,
+)
 from projections.reads import Reads
 from projections.runner import Runner, RunnerProcess
 
@@ -121,21 +129,6 @@ def answer(items: list[bytes], outcomes: list[Outcome]) -> IngestAnswer:
     return result
 
 
-def make_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"r{seq}".encode()).decode().rstrip("=")
-
-
-def read_cursor(cursor: str | None) -> int | None:
-    """The position a cursor stands for; None when it is not one of ours."""
-    if cursor is None:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return int(text[1:]) if text[:1] == "r" and text[1:].isdigit() else None
-
-
 def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
               runner: Runner | RunnerProcess | None = None, *,
               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Litestar:
@@ -177,21 +170,23 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         return answer
 
     @get("/rejects", summary="The kept rejects (SPEC §2, §7)")
-    async def rejects(reason: str | None = None, limit: int = 100, cursor: str | None = None) -> Response[bytes]:
-        """Every rejected input kept: id, reason, detail, received_at, via; oldest first."""
-        if not 1 <= limit <= 1000:
-            return problem(400, "bad_parameter", f"limit: {limit} is not between 1 and 1000")
-        if reason is not None and reason not in REASONS:
-            return problem(400, "bad_parameter", f"reason: {reason!r} is not one of {', '.join(REASONS)}")
-        after = read_cursor(cursor)
-        if after is None:
-            return problem(400, "bad_parameter", "cursor: not a cursor this API gave out")
-        rows = await asyncio.to_thread(log_.rejects, reason=reason, after=after, limit=limit)
+    async def rejects(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """Every rejected input kept: id, reason, detail, received_at, via; oldest first. Parameters
+        are checked as for every list (ops/read_api.py): 400 naming the one that is wrong."""
+        params = dict(request.query_params)
+        try:
+            only(params, {"reason", "limit", "cursor"})
+            limit, reason = parse_limit(params.get("limit")), choice(params, "reason", REASONS)
+            after = decode_cursor(params.get("cursor"), "rejects", 1)
+            if after is not None and not after[0].isdigit():
+                raise BadParameter("cursor", "not a cursor this list gave out")
+        except BadParameter as e:
+            return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
+        rows = await asyncio.to_thread(log_.rejects, reason=reason, after=int(after[0]) if after else 0, limit=limit)
         items = [{"id": r.id, "reason": r.reason, "detail": r.detail, "received_at": r.received_at, "via": r.via}
                  for r in rows]
-        more = len(rows) == limit
-        page = {"items": items, "next": make_cursor(rows[-1].seq) if more else None}
-        return Response(msgspec.json.encode(page), media_type=MediaType.JSON)
+        last = str(rows[-1].seq) if len(rows) == limit else None
+        return json_response({"items": items, "next": None if last is None else encode_cursor("rejects", last)})
 
     def http_problem(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
         error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}

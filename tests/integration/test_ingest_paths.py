@@ -204,3 +204,18 @@ async def test_a_conflicting_resend_over_nats_is_kept_as_a_reject(engine: Engine
     while not all_rejects(engine) and time.time() < deadline:
         time.sleep(0.1)
     assert [(r["id"], r["reason"]) for r in all_rejects(engine)] == [("e-c", "duplicate_conflict")]
+
+
+def test_rejects_page_by_cursor_and_refuse_bad_parameters(engine: EngineProcess) -> None:
+    import base64
+
+    post(engine, b"\n".join([b"junk-1", b"junk-2", b"junk-3"]))
+    first = engine.get("/rejects", limit=2).json()
+    rest = engine.get("/rejects", limit=2, cursor=first["next"]).json()
+    assert len(first["items"]) == 2 and len(rest["items"]) == 1 and rest["next"] is None
+    assert [r["reason"] for r in engine.get("/rejects", reason="malformed").json()["items"]] == ["malformed"] * 3
+    forged = base64.urlsafe_b64encode(b'["rejects","x"]').decode().rstrip("=")
+    for params, name in [({"limit": "0"}, "limit"), ({"reason": "nope"}, "reason"), ({"cursor": "zz"}, "cursor"),
+                         ({"cursor": forged}, "cursor"), ({"colour": "red"}, "colour")]:
+        r = engine.get("/rejects", **params)
+        assert r.status_code == 400 and r.json()["parameter"] == name, (params, r.text)
