@@ -21,6 +21,8 @@ from commands.parsing import MAX_BYTES
 from engine.ingest import Ingest
 from engine.log import Log
 from engine.received import Received
+from ops.dashboard import dashboard_routes
+from ops.metrics import metrics_surface
 from ops.read_api import (
     BadParameter,
     choice,
@@ -195,8 +197,12 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
     routes: list[Any] = [health, rejects] if ingest is None else [post_events, health, rejects]
     if reads is not None:
         routes += read_routes(reads, log_.reject_counts, clock)
+    routes += dashboard_routes(log_, reads, clock)
+    metric_routes, middleware = metrics_surface(log_, ingest, reads, runner)
+    routes += metric_routes
     return Litestar(
         route_handlers=routes,
+        middleware=middleware,
         request_max_body_size=MAX_BODY,
         exception_handlers={HTTPException: http_problem},
         openapi_config=OpenAPIConfig(title="engage", version="1"),
