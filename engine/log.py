@@ -420,6 +420,13 @@ class Log:
             c.execute(sql, params)
             return [RejectRow(*row) for row in c.fetchall()]
 
+    def latest_rejects(self, limit: int = 10) -> list[RejectRow]:
+        """The newest kept rejects, newest first (what a dashboard shows)."""
+        with self._datastore.transaction(commit=False) as c:
+            c.execute("SELECT seq, event_id, reason, detail, received_at, via FROM rejects ORDER BY seq DESC LIMIT ?",
+                      (limit,))
+            return [RejectRow(*row) for row in c.fetchall()]
+
     def reject_counts(self) -> dict[str, int]:
         with self._datastore.transaction(commit=False) as c:
             c.execute("SELECT reason, COUNT(*) FROM rejects GROUP BY reason ORDER BY reason")
