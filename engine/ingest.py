@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
@@ -34,7 +34,8 @@ class Ingest:
         self._waiting: list[_Submission] = []
         self._committing: asyncio.Task[None] | None = None
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (path, outcome or reason) -> n
-        self.batch_seconds: list[float] = []  # recent commit latencies, for metrics
+        # Called after each committed group with (seconds the commit took, inputs in it): metrics.
+        self.on_commit: list[Callable[[float, int], None]] = []
 
     async def submit(self, items: Sequence[Received], path: str) -> list[Outcome]:
         """Commit the outcomes of `items` durably; only then return them (to ack or to answer).
@@ -60,7 +61,8 @@ class Ingest:
                     if not submission.done.done():
                         submission.done.set_exception(e)
                 continue
-            self.batch_seconds = [*self.batch_seconds[-255:], time.perf_counter() - started]
+            for observe in self.on_commit:
+                observe(time.perf_counter() - started, len(inputs))
             start = 0
             for submission in group:
                 mine = outcomes[start:start + len(submission.items)]
