@@ -130,8 +130,8 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
         host, port = sock.getsockname()[:2]
         announce(f"engage up: data in {settings.data} (log head at position {ingest.log.head.position})")
         announce(f"  nats  {nats_url}  (publish to touchpoints.>)")
-        announce(f"  http  http://{_host_for_url(host)}:{port}  "
-                 "(POST /events; GET /customers/KEY, /cases/ID, /stats, /rejects, /health; OpenAPI at /schema)")
+        announce(f"  http  http://{_host_for_url(host)}:{port}  (the dashboard; POST /events; GET /customers/KEY, "
+                 "/cases/ID, /stats, /rejects, /health, /metrics; OpenAPI at /schema)")
 
         watched: set[asyncio.Task[Any]] = {consuming, serving}
         waiting = asyncio.create_task(stopping.wait())
@@ -177,7 +177,8 @@ async def serve_read_only(settings: Settings, announce: Callable[[str], None]) -
             await asyncio.sleep(0.01)
         host, port = sock.getsockname()[:2]
         announce(f"engage up --read-only: {settings.data} at position {await reads.position()}")
-        announce(f"  http  http://{_host_for_url(host)}:{port}  (GET /customers, /cases, /stats, /rejects, /health)")
+        announce(f"  http  http://{_host_for_url(host)}:{port}  "
+                 "(the dashboard; GET /customers, /cases, /stats, /rejects, /health, /metrics)")
         waiting = asyncio.create_task(stopping.wait())
         await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
         http.should_exit = True

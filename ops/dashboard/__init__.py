@@ -1,14 +1,100 @@
-"""The dashboard page (`GET /`) and the assets it needs, all served by the engine itself."""
+"""The dashboard page (`GET /`) and the assets it needs, all served by the engine itself.
+
+The page is rendered on the server (Jinja2, autoescaped: keys and rejects' details are user data)
+from the same answers as the JSON API, so its numbers are /stats' numbers. A little JavaScript
+swaps in freshly rendered panels every few seconds and on an `as_of` change, and opens a profile
+with its explanation and timeline. No build step, no CDN: it works offline.
+"""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, select_autoescape
+from litestar import MediaType, Request, Response, get
+from litestar.static_files import create_static_files_router
+
 from engine.log import Log
-from projections.reads import Reads
+from ops.dashboard.view import Rate, number, summary
+from ops.read_api import BadParameter, json_response, only, parse_as_of
+from projections.overview import ladder
+from projections.reads import NotFound, Reads
+
+STATIC = Path(__file__).parent / "static"
+LATEST_REJECTS = 8
+TIMELINE = 25
+
+_templates = Environment(loader=PackageLoader("ops.dashboard", "templates"), autoescape=select_autoescape(["html"]),
+                         trim_blocks=False, lstrip_blocks=False)
+_templates.filters["number"] = number
+
+
+def _html(text: str, status: int = 200) -> Response[str]:
+    return Response(text, status_code=status, media_type=MediaType.HTML)
+
+
+def _bad(e: BadParameter) -> Response[bytes]:
+    return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
 
 
 def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetime]) -> list[Any]:
     """Route handlers of the dashboard; none without read models."""
-    return []
+    if reads is None:
+        return []
+    rate = Rate()
+
+    async def view(moment: datetime) -> dict[str, Any]:
+        projected = await reads.position()
+        stats = await reads.stats(moment, projected, await asyncio.to_thread(log_.reject_counts))
+        rejects = await asyncio.to_thread(log_.latest_rejects, LATEST_REJECTS)
+        head = log_.head.position
+        return summary(stats, await ladder(reads.db, moment), rejects, head, projected, rate.observe(head))
+
+    def moment_of(request: Request[Any, Any, Any], allowed: set[str]) -> tuple[datetime, bool]:
+        params = dict(request.query_params)
+        only(params, allowed)
+        return parse_as_of(params.get("as_of"), clock), "as_of" not in params
+
+    @get("/", summary="The dashboard page", media_type=MediaType.HTML)
+    async def page(request: Request[Any, Any, Any]) -> Response[Any]:
+        try:
+            moment, live = moment_of(request, {"as_of"})
+        except BadParameter as e:
+            return _bad(e)
+        return _html(_templates.get_template("page.html").render(
+            view=await view(moment), as_of=moment.isoformat().replace("+00:00", "Z"), live=live,
+            as_of_input="" if live else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")))
+
+    @get("/dashboard/panels", summary="The dashboard's panels as of an instant (HTML fragment)",
+         media_type=MediaType.HTML)
+    async def panels(request: Request[Any, Any, Any]) -> Response[Any]:
+        try:
+            moment, _ = moment_of(request, {"as_of"})
+        except BadParameter as e:
+            return _bad(e)
+        return _html(_templates.get_template("panels.html").render(view=await view(moment)))
+
+    @get("/dashboard/profile", summary="A profile with its explanation and timeline (HTML fragment)",
+         media_type=MediaType.HTML)
+    async def profile(request: Request[Any, Any, Any]) -> Response[Any]:
+        try:
+            moment, _ = moment_of(request, {"as_of", "key"})
+            key = request.query_params.get("key", "").strip()
+            if not key:
+                raise BadParameter("key", "give a customer key, or ~channel:handle for an anonymous profile")
+        except BadParameter as e:
+            return _bad(e)
+        template = _templates.get_template("profile.html")
+        customer = await reads.customer(key, moment)
+        if isinstance(customer, NotFound):
+            return _html(template.render(key=key, missing=customer.body), 404)
+        explain = await reads.explain(key, moment)
+        found = await reads.timeline(key, moment, before=None, limit=TIMELINE)
+        timeline = [] if isinstance(found, NotFound) else found[0]
+        return _html(template.render(key=key, missing=None, customer=customer, explain=explain, timeline=timeline))
+
+    assets = create_static_files_router(path="/dashboard/static", directories=[STATIC], include_in_schema=False)
+    return [page, panels, profile, assets]

@@ -1,0 +1,77 @@
+"""The dashboard's routes over real HTTP: the page, its fragments and its assets."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.integration.engine_process import EngineProcess
+from tests.samples import ev
+
+HOSTILE = '<script>alert("x")</script>'
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    eng = EngineProcess(tmp_path_factory.mktemp("dash") / "data").start()
+    try:
+        body = b"\n".join([
+            ev(1, "idea.voted", {"idea": "i"}, customer=HOSTILE),
+            ev(2, "idea.voted", {"idea": "i"}, customer="c-gone"),
+            ev(3, "customer.erased", customer="c-gone"),
+            ev(4, "idea.voted", {"idea": 1}, customer=HOSTILE),  # a reject whose id names the hostile key
+            (b'{"id": "' + HOSTILE.replace('"', '\\"').encode() + b'", "type": "nope"}'),
+        ])
+        assert httpx.post(eng.http + "/events", content=body, headers={"content-type": "application/x-ndjson"}
+                          ).status_code == 200
+        deadline = time.time() + 30
+        while eng.get("/health").json()["projections"]["read-models"]["lag"] > 0:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        yield eng
+    finally:
+        eng.kill()
+
+
+def test_the_page_is_html_with_the_numbers_rendered_on_the_server(engine: EngineProcess) -> None:
+    page = engine.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'data-stat="events">3<' in page.text  # no script needed to see the numbers
+    assert "<script>alert" not in page.text  # rejects' ids are user data: escaped
+    assert "&lt;script&gt;" in page.text
+    assert 'src="/dashboard/static/dashboard.js"' in page.text
+    assert "http://" not in page.text.replace(engine.http, "") and "https://" not in page.text  # no CDN
+
+
+def test_assets_are_served_by_the_engine_with_their_types(engine: EngineProcess) -> None:
+    for name, kind in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css"),
+                       ("favicon.svg", "image/svg+xml")):
+        answer = engine.get(f"/dashboard/static/{name}")
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith(kind), name
+    assert engine.get("/dashboard/static/../__init__.py").status_code == 404
+
+
+def test_a_bad_as_of_or_parameter_is_a_400_naming_it(engine: EngineProcess) -> None:
+    for path, params, name in (("/", {"as_of": "yesterday"}, "as_of"), ("/dashboard/panels", {"limit": "3"}, "limit"),
+                               ("/dashboard/profile", {}, "key")):
+        answer = engine.get(path, **params)
+        assert answer.status_code == 400 and answer.json()["parameter"] == name
+
+
+def test_profile_fragment_escapes_the_key_and_tells_erased_from_unknown(engine: EngineProcess) -> None:
+    found = engine.get("/dashboard/profile", key=HOSTILE)
+    assert found.status_code == 200 and "<script>alert" not in found.text and "&lt;script&gt;" in found.text
+    erased = engine.get("/dashboard/profile", key="c-gone")
+    assert erased.status_code == 404 and 'data-profile-error="erased"' in erased.text
+    unknown = engine.get("/dashboard/profile", key="nobody")
+    assert unknown.status_code == 404 and 'data-profile-error="not_found"' in unknown.text
+
+
+def test_panels_time_travel(engine: EngineProcess) -> None:
+    before = engine.get("/dashboard/panels", as_of="2000-01-01T00:00:00Z").text
+    assert 'data-engagement="participant">0<' in before
+    assert 'data-engagement="inactive">1<' in before  # the profile exists (SPEC §3): inactive back then
+    after = engine.get("/dashboard/panels", as_of="2026-10-02T00:00:00Z").text  # a day after the vote
+    assert 'data-engagement="transactional">1<' in after and 'data-engagement="inactive">0<' in after
