@@ -35,8 +35,15 @@ EPILOG = """examples:
   engage replay --data ./engage-data --to-position 5000 --into ./at-5000
   engage up --data ./at-5000 --read-only      serve a replay
   engage history c-42 --data ./engage-data
+  engage demo --rate 50                         realistic traffic for the dashboard
 
-exit codes: 0 ok, 1 verification failed, 2 usage error"""
+exit codes:
+  0    done
+  1    the thing checked is not right (verify found a break), or `up` stopped on an error
+  2    a user mistake (bad flag, missing or unwritable directory, port in use): one line says what to do
+  130  interrupted (Ctrl-C)
+
+logs go to stderr: readable lines on a terminal, one JSON object per line otherwise."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -152,6 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("key", metavar="KEY", help="customer key, or ~channel:handle for an anonymous profile")
     history.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA]")
     history.add_argument("--json", action="store_true", help="JSON Lines even on a terminal")
+
+    demo = sub.add_parser("demo", help="send realistic demo traffic through NATS so the dashboard moves",
+                          description="Backfill the past 60 days of a small brand community, then publish live "
+                                      "touchpoints at --rate: customers climbing the ladder, anonymous identities "
+                                      "linked later, cases with agents, escalations and SLA breaches, ideas, "
+                                      "accepted answers, referrals, NPS answers and a few malformed events. "
+                                      "Ctrl-C stops it.",
+                          formatter_class=examples, epilog=(
+                              "examples:\n"
+                              "  engage demo                                  against the local `engage up`\n"
+                              "  engage demo --rate 100 --duration 60\n"
+                              "  engage demo --history 0 --nats nats://10.0.0.5:4222"))
+    demo.add_argument("--nats", default=os.environ.get("ENGAGE_NATS", "nats://127.0.0.1:4222"),
+                      help="NATS server of the engine [ENGAGE_NATS] (default nats://127.0.0.1:4222)")
+    demo.add_argument("--rate", type=float, default=20.0, help="live events per second (default 20)")
+    demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
+    demo.add_argument("--history", type=int, default=5000, metavar="N",
+                      help="past events to backfill first (default 5000; 0 for none)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     return parser
 
 
@@ -177,9 +203,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise for `emit`
+    from ops import logs
+
+    logs.configure(sys.stderr)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -299,9 +325,24 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ops.demo import run_demo
+
+    if not args.rate > 0:
+        raise UsageError(f"--rate {args.rate}: give a number of events per second above 0")
+    if args.history < 0 or (args.duration is not None and args.duration < 0):
+        raise UsageError("--history and --duration cannot be negative")
+    print(f"engage demo: publishing to {args.nats} at about {args.rate:g} events/s"
+          + (f" for {args.duration:g} s" if args.duration is not None else " until Ctrl-C"), flush=True)
+    counts = asyncio.run(run_demo(args.nats, rate=args.rate, duration=args.duration, history=args.history,
+                                  seed=args.seed, say=lambda line: print(line, flush=True)))
+    _print_counts(counts)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "up": cmd_up, "emit": cmd_emit, "verify": cmd_verify, "export": cmd_export,
-    "rebuild": cmd_rebuild, "replay": cmd_replay, "history": cmd_history,
+    "rebuild": cmd_rebuild, "replay": cmd_replay, "history": cmd_history, "demo": cmd_demo,
 }
 
 
