@@ -1,4 +1,8 @@
-"""One engine per data directory: a second `engage up` on the same log would be a second writer."""
+"""One engine per data directory: a second `engage up` on the same log would be a second writer.
+
+`engage up` and `engage rebuild` hold the lock exclusively. `engage up --read-only` holds it
+shared: several read-only servers may serve one directory, and none of them sees its read models
+replaced under it by a rebuild, nor a writer start beside it."""
 from __future__ import annotations
 
 import fcntl
@@ -8,9 +12,14 @@ from pathlib import Path
 from engine.settings import UsageError
 
 
+class DataBusy(UsageError):
+    """Another process holds the directory's lock (an engine, a read-only server or a rebuild)."""
+
+
 class DataLock:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *, shared: bool = False) -> None:
         self.path = data / "engage.lock"
+        self.shared = shared
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -22,14 +31,15 @@ class DataLock:
         except OSError as e:
             raise UsageError(f"cannot use the data directory {self.path.parent}: {e.strerror}") from e
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UsageError(
+            raise DataBusy(
                 f"another engine is running on {self.path.parent}: stop it, or choose another --data"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        if not self.shared:  # the writer's pid, for whoever looks; shared holders leave the file alone
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def release(self) -> None:

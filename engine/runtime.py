@@ -154,6 +154,15 @@ async def serve_read_only(settings: Settings, announce: Callable[[str], None]) -
     no runner; the read models stand at the position they were built to."""
     if not settings.read_path.is_file():
         raise UsageError(f"no read models at {settings.read_path}: build them with engage replay or engage rebuild")
+    lock = DataLock(settings.data, shared=True)  # no rebuild replaces the read models under us
+    lock.acquire()
+    try:
+        await _serve_read_only_locked(settings, announce)
+    finally:
+        lock.release()
+
+
+async def _serve_read_only_locked(settings: Settings, announce: Callable[[str], None]) -> None:
     try:
         log_ = Log(settings.log_path, create=False)
     except LogError as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 
 from commands.instants import rfc3339
-from engine.datalock import DataLock
+from engine.datalock import DataBusy, DataLock
 from engine.log import Log, LogError
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
@@ -71,10 +71,8 @@ def _data_locked(data: Path) -> Iterator[None]:
     lock = DataLock(data)
     try:
         lock.acquire()
-    except UsageError as e:
-        if "another engine" in str(e):  # DataLock's wording when the lock is held
-            raise UsageError(f"an engine is running on {data}: stop the engine on {data} first") from None
-        raise
+    except DataBusy:
+        raise UsageError(f"an engine is running on {data}: stop the engine on {data} first") from None
     try:
         yield
     finally:

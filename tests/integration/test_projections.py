@@ -16,7 +16,7 @@ from engine.log import Log
 from engine.received import Received
 from projections.reads import NotFound, Reads
 from projections.runner import Projector
-from tests.integration.engine_process import EngineProcess
+from tests.integration.engine_process import EngineProcess, engage
 from tests.samples import ev
 
 T0 = datetime(2026, 9, 1, 12, tzinfo=UTC)
@@ -297,6 +297,26 @@ def test_a_directory_is_served_read_only_as_it_stands(tmp_path: Path) -> None:
         assert r.status_code in (404, 405)
     finally:
         assert eng.stop() == 0
+
+
+def test_a_read_only_server_keeps_rebuilds_and_writers_out_but_not_other_readers(tmp_path: Path) -> None:
+    log, projector = build(tmp_path / "data", story())
+    projector.close()
+    log.close()
+    first = EngineProcess(tmp_path / "data", extra=["--read-only"]).start()
+    second = None
+    try:
+        rebuild = engage("rebuild", "--data", str(tmp_path / "data"))
+        assert rebuild.returncode == 2 and "an engine is running" in rebuild.stderr, rebuild.stderr
+        writer = engage("up", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--nats-port", "0")
+        assert writer.returncode == 2 and "another engine is running" in writer.stderr, writer.stderr
+        second = EngineProcess(tmp_path / "data", extra=["--read-only"]).start()  # readers share the lock
+        assert second.get("/stats", as_of=at(30)).json() == first.get("/stats", as_of=at(30)).json()
+    finally:
+        assert first.stop() == 0
+        if second is not None:
+            assert second.stop() == 0
+    assert engage("rebuild", "--data", str(tmp_path / "data")).returncode == 0
 
 
 def test_a_replay_directory_is_not_ingested_into(tmp_path: Path) -> None:
