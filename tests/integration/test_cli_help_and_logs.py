@@ -34,12 +34,16 @@ def test_engine_logs_are_json_lines_when_not_on_a_terminal(tmp_path: Path) -> No
         assert engine.get("/health").status_code == 200
     finally:
         engine.stop()
-    entries = [json.loads(line) for line in engine.log_tail(100_000).splitlines() if line.startswith("{")]
+    lines = engine.log_tail(100_000).splitlines()
+    announced = [line for line in lines if line.startswith(("engage up", "  nats", "  http"))]  # stdout
+    assert len(announced) == 5, lines
+    entries = [json.loads(line) for line in lines if line not in announced]  # every log line is JSON
     assert entries, engine.log_tail()
     for entry in entries:
         assert {"time", "level", "logger", "message"} <= set(entry)
         assert entry["time"].endswith("Z") and entry["level"] in ("debug", "info", "warning", "error", "critical")
     assert any(e["logger"] == "engage.nats" and "TOUCHPOINTS" in e["message"] for e in entries)
+    assert any("closed" in e["message"] for e in entries)  # logged while stopping, after the app started
 
 
 def test_json_formatter_keeps_the_exception_and_extra_fields() -> None:
