@@ -254,7 +254,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.export is not None and args.data is not None:
         raise UsageError("give an export file or --data, not both")
-    with _progress("verify") as progress:
+    with _progress("verify", None if args.export is not None else _head(Path(args.data or _default_data()))
+                   ) as progress:
         if args.export is not None:
             count, broken = audit.verify_file(args.export, progress)
         else:
@@ -270,7 +271,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ops import audit
 
     data = Path(args.data)
-    with _progress("export") as progress:
+    with _progress("export", _head(data)) as progress:
         if args.output is None:
             out: BinaryIO = sys.stdout.buffer
             count = audit.export(data, out, decrypt=args.decrypt, progress=progress)
@@ -284,7 +285,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from ops import replay
 
-    with _progress("rebuild") as progress:
+    with _progress("rebuild", _head(Path(args.data))) as progress:
         position = replay.rebuild(Path(args.data), progress)
     print(f"rebuilt the read models of {args.data} to position {position}")
     return 0
@@ -294,7 +295,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from ops import replay
 
     to_time = None if args.to_time is None else _instant(args.to_time, "--to-time")
-    with _progress("replay") as progress:
+    with _progress("replay", args.to_position or _head(Path(args.data))) as progress:
         position = replay.replay(Path(args.data), args.into, to_position=args.to_position, to_time=to_time,
                                  progress=progress)
     print(f"replayed {args.data} to position {position} into {args.into}: "
@@ -361,17 +362,50 @@ def _input(name: str) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
-def _progress(what: str) -> Iterator[Callable[[int], None]]:
-    """A live count on a terminal (stderr); silent in pipes and CI."""
+def _progress(what: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal (stderr): with the percentage and time left when the total is
+    known, else a live count; silent in pipes and CI."""
     if not sys.stderr.isatty():
         yield lambda n: None
         return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description} {task.completed:,} records"),
-                  TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task(what, total=None)
+    columns: list[ProgressColumn] = [SpinnerColumn()]
+    if total:
+        columns += [TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TextColumn("{task.completed:,}/{task.total:,} records"), TimeRemainingColumn()]
+    else:
+        columns += [TextColumn("{task.description} {task.completed:,} records")]
+    from rich.console import Console
+
+    # On stderr, where the isatty check looked: stdout may be the data (`engage export | jq`).
+    with Progress(*columns, TimeElapsedColumn(), transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task(what, total=total or None)
         yield lambda n: bar.update(task, completed=n)
+
+
+def _head(data: Path) -> int | None:
+    """The log's head position, for a progress bar's total; None when there is no readable log
+    (the command itself then says what is wrong)."""
+    from engine.log import Log, LogError
+
+    try:
+        log = Log(data / "log.sqlite", create=False)
+    except (LogError, OSError):
+        return None
+    try:
+        return log.head.position
+    finally:
+        log.close()
 
 
 def _instant(value: str, flag: str) -> datetime:
