@@ -398,6 +398,8 @@ def _head(data: Path) -> int | None:
     (the command itself then says what is wrong)."""
     from engine.log import Log, LogError
 
+    if not (data / "log.sqlite").is_file():
+        return None  # opening it would create an empty file
     try:
         log = Log(data / "log.sqlite", create=False)
     except (LogError, OSError):
