@@ -12,6 +12,7 @@ library's process recorder, which writes its tracking row inside `_insert_events
 """
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -70,6 +71,8 @@ SIDE_TABLES = [
 _case_encoder = msgspec.msgpack.Encoder()
 _case_decoder = msgspec.msgpack.Decoder(Case)
 
+
+_logger = logging.getLogger("engage.log")
 
 class LogError(Exception):
     """The log cannot be used as it is (a user-facing, one-line message)."""
@@ -247,6 +250,7 @@ class Log:
         except Exception as e:  # sqlite3's errors, or the library's wrappers of them
             raise LogError(f"cannot open the log at {path}: {e}") from e
         self._keys = KeyRing()
+        self._shred_due = False  # an erasure committed; its destroyed keys may still be in WAL frames
 
     # --- opening -------------------------------------------------------------------------------
 
@@ -326,7 +330,21 @@ class Log:
             self._keys.forget_uncommitted()
             raise
         self._head = Head(position, prev, moment)
+        if self._shred_due:
+            self._shred_wal()
         return outcomes
+
+    def _shred_wal(self) -> None:
+        """Erasure reaches the WAL too (SPEC §6). A deleted key is zeroed in its page (secure_delete),
+        but the WAL keeps earlier images of that page until a checkpoint copies the latest image
+        into the database and truncates the WAL. A reader holding an old snapshot can make the
+        checkpoint give up: then it is tried again after the next commit (the window is that short)."""
+        with self._datastore.get_connection(commit=True) as conn:
+            busy, _, _ = conn._sqlite_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        self._shred_due = bool(busy)
+        if busy:
+            _logger.warning("a reader kept the WAL from being truncated after an erasure; trying again "
+                        "after the next commit")
 
     def _stored_form(self, c: SQLiteCursor, tp: Touchpoint[Any], now: str) -> dict[str, Any]:
         """The normalised event as the log holds it: personal fields as ciphertext under the key
@@ -368,6 +386,7 @@ class Log:
         c.execute("SELECT channel, handle FROM links WHERE customer=?", (customer,))
         owners = [customer, *(f"~{ch}:{h}" for ch, h in c.fetchall())]
         self._keys.destroy(c, owners)
+        self._shred_due = True
         c.execute("DELETE FROM links WHERE customer=?", (customer,))
         c.execute("INSERT OR IGNORE INTO erased VALUES (?,?)", (customer, position))
 
