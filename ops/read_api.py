@@ -101,18 +101,20 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]],
     def page(items: list[Any], next_cursor: str | None) -> Response[bytes]:
         return json_response({"items": items, "next": next_cursor})
 
-    @get("/customers", summary="The profiles, filterable by level and tier (SPEC §7)")
+    @get("/customers", summary="The profiles, filterable by level, tier and marketing consent (SPEC §7)")
     async def customers(request: Request[Any, Any, Any]) -> Response[bytes]:
         params = dict(request.query_params)
         try:
-            only(params, {"as_of", "limit", "cursor", "level", "tier"})
+            only(params, {"as_of", "limit", "cursor", "level", "tier", "marketing"})
             moment, limit = parse_as_of(params.get("as_of"), clock), parse_limit(params.get("limit"))
             level, tier = choice(params, "level", LEVELS), choice(params, "tier", TIERS)
+            marketing = {None: None, "granted": True, "not_granted": False}[
+                choice(params, "marketing", ("granted", "not_granted"))]
             after = decode_cursor(params.get("cursor"), "customers", 1)
         except BadParameter as e:
             return bad(e)
         items, last = await reads.customers(moment, level=level, tier=tier, after=after[0] if after else "",
-                                            limit=limit)
+                                            limit=limit, marketing=marketing)
         return page(items, None if last is None else encode_cursor("customers", last))
 
     @get("/customers/{rest:path}", summary="A profile, its explanation or its timeline (SPEC §7)")
@@ -194,4 +196,23 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]],
             return bad(e)
         return json_response(await reads.stats(moment, await reads.position(), reject_counts()))
 
-    return [customers, customer, cases, case, stats]
+    @get("/community/{rest:path}", summary="A member's public view, as other members see it (consent-gated)")
+    async def community(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """Only while the member's latest `community_profile` consent grants it: public identities,
+        engagement level, counts of public contributions. Otherwise 404, exactly as for an unknown
+        key, so that nothing is revealed."""
+        params = dict(request.query_params)
+        try:
+            only(params, {"as_of"})
+            moment = parse_as_of(params.get("as_of"), clock)
+            segments = path_segments(request, "/community/")
+        except BadParameter as e:
+            return bad(e)
+        except UnicodeDecodeError:
+            segments = []
+        answer = await reads.community(segments[0], moment) if len(segments) == 1 and segments[0] else None
+        if answer is None:
+            return json_response({"error": "not_found"}, 404)
+        return json_response(answer)
+
+    return [customers, customer, cases, case, stats, community]

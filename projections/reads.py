@@ -76,10 +76,9 @@ class Reads:
         marks = ",".join("?" * len(oids))
         rungs = [(instant(r[0]), LADDER[r[3]]) for r in rows if r[3] is not None]
         statements = [(instant(r[0]), r[1], r[5] or None) for r in rows if r[2] == "preferences.stated"]
-        consents = [(instant(r[0]), r[1], r[5].endswith(":granted")) for r in rows
-                    if r[2] == "consent.changed" and r[5].startswith("profiling:")]
+        consent = _consents(rows, as_of)
         contributions = [(instant(r[0]), r[4]) for r in rows if r[4] is not None]
-        withheld = consent_granted(consents, as_of) is False
+        withheld = consent["profiling"] is False
         identities = await self._all(
             "SELECT DISTINCT channel, handle FROM origins WHERE owner=? AND channel IS NOT NULL "
             "ORDER BY channel, handle", (key,))
@@ -94,12 +93,15 @@ class Reads:
             "cases": {"open": sum(1 for (state,) in cases if state in ("new", "open", "pending", "on_hold")),
                       "total": len(cases)},
             "last_seen": rfc3339(rungs[-1][0]) if rungs else None,
+            # Each purpose's latest consent.changed as of T: true, false, or null when never stated.
+            "consent": consent,
             "as_of": rfc3339(as_of),
         }
 
     async def customers(self, as_of: datetime, *, level: str | None, tier: str | None, after: str,
-                        limit: int) -> tuple[list[dict[str, Any]], str | None]:
-        """The profiles ordered by key, filtered by level and tier as of T (their spans)."""
+                        limit: int, marketing: bool | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """The profiles ordered by key, filtered by level and tier as of T (their spans), and by
+        marketing consent (True: granted as of T; False: withdrawn or never granted)."""
         t = sortable(as_of)
         sql, params = "SELECT p.key FROM profiles p", []
         if level is not None:
@@ -108,8 +110,13 @@ class Reads:
         if tier is not None:
             sql += (" JOIN advocacy_spans a ON a.profile = p.key AND a.end > ? AND a.start <= ? AND a.tier = ?")
             params += [t, t, tier]
-        sql += " WHERE p.key > ? ORDER BY p.key LIMIT ?"
-        keys = [row[0] for row in await self._all(sql, [*params, after, limit + 1])]
+        sql += " WHERE p.key > ?"
+        params.append(after)
+        if marketing is not None:
+            sql += f" AND ({_LATEST_CONSENT}) {'=' if marketing else 'IS NOT'} 'marketing:granted'"
+            params += ["marketing:%", t]
+        sql += " ORDER BY p.key LIMIT ?"
+        keys = [row[0] for row in await self._all(sql, [*params, limit + 1])]
         items = []
         for key in keys[:limit]:
             answer = await self.customer(key, as_of)
@@ -175,6 +182,34 @@ class Reads:
         items = [answer for case in ids[:limit] if (answer := await self.case(case, as_of)) is not None]
         return items, (ids[limit - 1] if len(ids) > limit else None)
 
+    async def community(self, key: str, as_of: datetime) -> dict[str, Any] | None:
+        """The public view of a member that other members see, only while the member's latest
+        `community_profile` consent grants it; None otherwise, as for an unknown key: nothing is
+        revealed. Public identities, engagement level and counts of public contributions; never
+        advocacy, cases or personal fields."""
+        if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
+            return None
+        _, rows = await self._history(key, as_of)
+        consent = _consents(rows, as_of)
+        if consent["community_profile"] is not True:
+            return None
+        identities = await self._all(
+            "SELECT DISTINCT channel, handle FROM origins WHERE owner=? AND channel IS NOT NULL "
+            "ORDER BY channel, handle", (key,))
+        level = None
+        if consent["profiling"] is not False:  # without profiling consent nothing is inferred
+            rungs = [(instant(r[0]), LADDER[r[3]]) for r in rows if r[3] is not None]
+            statements = [(instant(r[0]), r[1], r[5] or None) for r in rows if r[2] == "preferences.stated"]
+            level = engagement(rungs, statements, as_of).level
+        counted = {kind: sum(1 for r in rows if r[2] == kind) for kind in PUBLIC_CONTRIBUTIONS}
+        return {
+            "member": key,
+            "identities": [{"channel": ch, "handle": h} for ch, h in identities],
+            "level": level,
+            "contributions": {name: counted[kind] for kind, name in PUBLIC_CONTRIBUTIONS.items()},
+            "as_of": rfc3339(as_of),
+        }
+
     async def _absent(self, key: str) -> NotFound:
         if await self._one("SELECT 1 FROM erased WHERE customer=?", (key,)) is not None:
             return NotFound({"error": "erased"})
@@ -224,6 +259,26 @@ class Reads:
 
 
 _record = msgspec.json.Decoder(dict[str, Any])
+
+PURPOSES = ("profiling", "marketing", "community_profile")
+# What other members may count of a member's public activity (issue 6: translucence).
+PUBLIC_CONTRIBUTIONS = {"post.published": "posts", "answer.posted": "answers",
+                        "answer.accepted": "accepted_answers", "idea.submitted": "ideas"}
+# The `detail` of a profile's latest consent.changed for a purpose (LIKE ?) as of T (?).
+_LATEST_CONSENT = ("SELECT e.detail FROM origins o JOIN events e ON e.oid = o.oid WHERE o.owner = p.key "
+                   "AND e.type = 'consent.changed' AND e.detail LIKE ? AND e.occurred_at <= ? "
+                   "ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1")
+
+
+def _consents(rows: list[Any], as_of: datetime) -> dict[str, bool | None]:
+    """Each purpose's latest consent as of T, from a profile's (occurred_at, id, type, rung, weight,
+    detail) rows: True, False, or None when never stated."""
+    answer: dict[str, bool | None] = {}
+    for purpose in PURPOSES:
+        changes = [(instant(r[0]), r[1], r[5].endswith(":granted")) for r in rows
+                   if r[2] == "consent.changed" and r[5].startswith(f"{purpose}:")]
+        answer[purpose] = consent_granted(changes, as_of)
+    return answer
 
 
 def _timeline_item(line: bytes) -> dict[str, Any]:
