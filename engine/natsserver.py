@@ -17,7 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 CONFIG_NAME = "nats-server.conf"
@@ -48,8 +48,12 @@ class NatsServer:
     (PR_SET_PDEATHSIG is per thread), which is the whole point when that thread is the main one.
     """
 
-    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = 4222) -> None:
+    def __init__(self, store_dir: Path, *, host: str = "127.0.0.1", port: int = 4222,
+                 authorization: Sequence[str] = ()) -> None:
+        """`authorization`: lines of an `authorization {…}` block (engine/access.py); none: anyone
+        on the host may connect (the engine then listens on loopback only)."""
         self.store_dir = Path(store_dir).absolute()
+        self.authorization = list(authorization)
         self.host = host
         self._configured_port = port
         self._port: int | None = None
@@ -169,11 +173,13 @@ class NatsServer:
             f"  store_dir: {_quote(str(self.store_dir))}",
             "  sync_interval: always",
             "}",
+            *self.authorization,
             "",
         ]
         try:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             self.config_path.write_text("\n".join(lines), encoding="utf-8")
+            self.config_path.chmod(0o600)  # it may hold the --auth tokens
             with open(self.log_path, "ab"):
                 pass
         except OSError as e:

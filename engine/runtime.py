@@ -15,11 +15,13 @@ import signal
 import socket
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 
 from commands.outcomes import Outcome
 from engine import jetstream
+from engine.access import ENGINE_USER, Access
 from engine.datalock import DataLock
 from engine.ingest import Ingest
 from engine.log import Log, LogError
@@ -77,6 +79,7 @@ async def run(settings: Settings, *, announce: Callable[[str], None] = print) ->
 
 
 async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> None:
+    access = None if settings.auth is None else Access.load(settings.auth)
     try:
         ingest = Ingest(Log(settings.log_path))
     except LogError as e:
@@ -95,13 +98,15 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
         stack.callback(sock.close)
         nats_url = settings.nats_url
         if nats_url is None:
-            server = NatsServer(settings.nats_dir, host="127.0.0.1", port=settings.nats_port)
+            server = NatsServer(settings.nats_dir, host=settings.listen_host if access else "127.0.0.1",
+                                port=settings.nats_port,
+                                authorization=access.nats_authorization() if access else ())
             # From the main thread, not a worker: the child's parent-death signal is tied to the
             # thread that started it, and a pool thread may exit while the engine runs on.
             server.start()
             stack.callback(server.stop)
             nats_url = server.url
-        nc = await jetstream.connect(nats_url)
+        nc = await jetstream.connect(_with_user(nats_url, access))
         stack.push_async_callback(_close_nats, nc)
         await jetstream.ensure_stream(nc.jetstream())
 
@@ -112,7 +117,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
             return outcomes
 
         consumer = jetstream.Consumer(nc, on_batch, batch=settings.batch, ack_wait=settings.ack_wait)
-        app = build_app(ingest.log, ingest, reads, runner)
+        app = build_app(ingest.log, ingest, reads, runner, access=access)
         http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
 
         stopping = asyncio.Event()
@@ -175,8 +180,9 @@ async def _serve_read_only_locked(settings: Settings, announce: Callable[[str], 
         reads = Reads(settings.read_path)
         await reads.open()
         stack.push_async_callback(reads.close)
-        http = _Server(uvicorn.Config(build_app(log_, None, reads), log_level="warning", lifespan="on",
-                                      access_log=False))
+        access = None if settings.auth is None else Access.load(settings.auth)
+        http = _Server(uvicorn.Config(build_app(log_, None, reads, access=access), log_level="warning",
+                                      lifespan="on", access_log=False))
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -227,6 +233,14 @@ async def _close_nats(nc: Any) -> None:
         await asyncio.wait_for(nc.drain(), timeout=5)
     with contextlib.suppress(Exception):
         await nc.close()
+
+
+def _with_user(url: str, access: Access | None) -> str:
+    """The engine's own NATS credentials in the URL of the server it started with --auth."""
+    if access is None:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{ENGINE_USER}:{quote(access.engine_password, safe='')}@{rest}"
 
 
 def _host_for_url(host: str) -> str:

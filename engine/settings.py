@@ -27,6 +27,7 @@ class Settings(msgspec.Struct, frozen=True):
     # engine after a NATS batch is committed and before it is acknowledged.
     fault: str | None = None
     read_only: bool = False  # serve the read API only (a replay): no ingest, no NATS, no runner
+    auth: Path | None = None  # `--auth FILE`: tokens and roles (engine/access.py); None: loopback only
 
     @property
     def log_path(self) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,12 +15,17 @@ import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.response import Stream
 
 from commands.outcomes import REASONS, Accepted, Duplicate, Outcome, Rejected
 from commands.parsing import MAX_BYTES
+from engine.access import Access
+from engine.chain import verify
 from engine.ingest import Ingest
 from engine.log import Log
 from engine.received import Received
+from ops.access_http import AccessGuard
+from ops.audit import personal_reader, with_personal
 from ops.dashboard import dashboard_routes
 from ops.metrics import metrics_surface
 from ops.read_api import (
@@ -133,8 +138,9 @@ def answer(items: list[bytes], outcomes: list[Outcome]) -> IngestAnswer:
 
 def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
               runner: Runner | RunnerProcess | None = None, *,
-              clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Litestar:
-    """The app over a log; without `ingest` it only reads (a replay served with --read-only)."""
+              clock: Callable[[], datetime] = lambda: datetime.now(UTC), access: Access | None = None) -> Litestar:
+    """The app over a log; without `ingest` it only reads (a replay served with --read-only). With
+    `access` (engage up --auth) every call but /health and /schema needs a token of a role allowed."""
 
     @post("/events", status_code=200, summary="Send touchpoints (SPEC §2)")
     async def post_events(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -190,16 +196,46 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         last = str(rows[-1].seq) if len(rows) == limit else None
         return json_response({"items": items, "next": None if last is None else encode_cursor("rejects", last)})
 
+    @get("/audit/export", summary="The log as JSON Lines (SPEC §8); decrypt=true adds readable personal fields")
+    async def audit_export(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+        """Every record in position order, as `engage export` writes it. With `decrypt=true`, the
+        personal fields still readable go under `personal`, outside the hash."""
+        params = dict(request.query_params)
+        try:
+            only(params, {"decrypt"})
+            decrypt = choice(params, "decrypt", ("true", "false")) == "true"
+        except BadParameter as e:
+            return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
+        lookup = log_.key_lookup()
+
+        async def lines() -> AsyncIterator[bytes]:
+            after = 0
+            while page := await asyncio.to_thread(log_.records, after, 1000):
+                after += len(page)
+                yield b"".join((with_personal(line, lookup) if decrypt else line) + b"\n" for line in page)
+
+        return Stream(lines(), media_type="application/x-ndjson")
+
+    @get("/audit/verify", summary="Verify the hash chain (SPEC §8)")
+    async def audit_verify() -> dict[str, Any]:
+        count, broken = await asyncio.to_thread(lambda: verify(log_.iter_records()))
+        return {"ok": broken is None, "records": count,
+                "broken": None if broken is None else {"position": broken.position, "problem": broken.problem}}
+
     def http_problem(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
         error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return problem(exc.status_code, error.get(exc.status_code, "error"), str(exc.detail))
 
-    routes: list[Any] = [health, rejects] if ingest is None else [post_events, health, rejects]
+    routes: list[Any] = [health, rejects, audit_export, audit_verify]
+    if ingest is not None:
+        routes.append(post_events)
     if reads is not None:
-        routes += read_routes(reads, log_.reject_counts, clock)
+        routes += read_routes(reads, log_.reject_counts, clock, personal_reader(log_.key_lookup()))
     routes += dashboard_routes(log_, reads, clock)
     metric_routes, middleware = metrics_surface(log_, ingest, reads, runner)
     routes += metric_routes
+    if access is not None:
+        middleware.append(AccessGuard(access))  # inside the timer: refusals are timed too
     return Litestar(
         route_handlers=routes,
         middleware=middleware,

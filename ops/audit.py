@@ -55,7 +55,7 @@ def export(data: Path, out: IO[bytes], *, decrypt: bool = False,
         lookup = log.key_lookup()
         count = 0
         for count, line in enumerate(log.iter_records(), start=1):
-            out.write(_with_personal(line, lookup) if decrypt else line)
+            out.write(with_personal(line, lookup) if decrypt else line)
             out.write(b"\n")
             progress(count)
         return count
@@ -82,7 +82,18 @@ def export_to_file(data: Path, target: Path, **options: Any) -> int:
         raise
 
 
-def _with_personal(line: bytes, lookup: Callable[[str], Any]) -> bytes:
+def personal_reader(lookup: Callable[[str], Any]) -> Callable[[str], str | None]:
+    """A stored personal field -> its plain value, or None once its key is destroyed."""
+
+    def read(value: str) -> str | None:
+        key_id = key_id_of(value)
+        aead = lookup(key_id) if key_id else None
+        return None if aead is None else decrypt_text(aead, value)
+
+    return read
+
+
+def with_personal(line: bytes, lookup: Callable[[str], Any]) -> bytes:
     record = msgspec.json.decode(line)
     data = record["event"].get("data") or {}
     personal: dict[str, str | None] = {}

@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="port of the nats-server `up` starts [ENGAGE_NATS_PORT] (default 4222)")
     up.add_argument("--nats", default=os.environ.get("ENGAGE_NATS"),
                     help="use this existing NATS server (URL) instead of starting one [ENGAGE_NATS]")
+    up.add_argument("--auth", default=os.environ.get("ENGAGE_AUTH"), metavar="FILE",
+                    help="tokens and roles (TOML, see README); required to listen beyond loopback [ENGAGE_AUTH]")
     up.add_argument("--read-only", action="store_true",
                     help="serve the read API over the directory as it is (a replay): no ingest, no NATS")
     up.add_argument("--ack-wait", type=float, default=30.0, help=argparse.SUPPRESS)
@@ -93,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--http", metavar="URL", help="the engine's HTTP API, e.g. http://127.0.0.1:8080")
     to.add_argument("--nats", metavar="URL", help="a NATS server, e.g. nats://127.0.0.1:4222")
     emit.add_argument("--subject", default="touchpoints.emit", help="NATS subject (under touchpoints.)")
+    emit.add_argument("--token", default=os.environ.get("ENGAGE_TOKEN"),
+                      help="a producer token for an engine run with --auth (HTTP) [ENGAGE_TOKEN]; over NATS put "
+                           "it in the URL: nats://NAME:TOKEN@host:4222")
 
     verify = sub.add_parser("verify", help="verify the hash chain of a data directory or an export",
                             description="Exit 0 when the chain is intact; else exit 1 naming the first bad position.",
@@ -214,9 +219,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         data=Path(args.data).resolve(), listen_host=host, listen_port=port,
         nats_port=parse_port(str(args.nats_port), "--nats-port"), nats_url=args.nats,
         ack_wait=args.ack_wait, batch=args.batch, fault=os.environ.get("ENGAGE_FAULT"), read_only=args.read_only,
+        auth=None if args.auth is None else Path(args.auth),
     )
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise UsageError(f"--listen {args.listen}: without authentication the engine listens on loopback only")
+    if host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:
+        raise UsageError(f"--listen {args.listen}: without --auth FILE (tokens and roles) the engine listens on "
+                         "loopback only")
+    if settings.auth is not None:
+        from engine.access import Access
+
+        Access.load(settings.auth)  # a broken file is one clear line now, before anything starts
     from engine.jetstream import StreamMismatch
     from engine.natsserver import NatsServerError
     from engine.runtime import run
@@ -240,7 +251,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     with _input(args.file) as stream, _progress("emit") as progress:
         lines = iter(stream)
         if args.http:
-            counts = asyncio.run(emit.emit_http(args.http, lines, progress))
+            counts = asyncio.run(emit.emit_http(args.http, lines, progress, token=args.token))
         else:
             if not args.subject.startswith("touchpoints."):
                 raise UsageError(f"--subject {args.subject}: the engine reads touchpoints.>")

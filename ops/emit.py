@@ -30,17 +30,22 @@ def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-async def emit_http(url: str, lines: Iterable[bytes], progress: Callable[[int], None]) -> Counter[str]:
-    """POST NDJSON batches of 1,000; counts every outcome the engine answered."""
+async def emit_http(url: str, lines: Iterable[bytes], progress: Callable[[int], None], *,
+                    token: str | None = None) -> Counter[str]:
+    """POST NDJSON batches of 1,000; counts every outcome the engine answered. `token`: a producer's,
+    for an engine run with --auth."""
     counts: Counter[str] = Counter()
     sent = 0
-    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=120) as client:
+    headers = {} if token is None else {"authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=120, headers=headers) as client:
         for batch in batches(lines, HTTP_BATCH):
             try:
                 r = await client.post("/events", content=b"\n".join(batch) + b"\n",
                                       headers={"content-type": "application/x-ndjson"})
             except httpx.HTTPError as e:
                 raise UsageError(f"cannot reach {url}: {e}; is `engage up` running there?") from e
+            if r.status_code in (401, 403):
+                raise UsageError(f"{url}/events refused the token ({r.status_code}): give a producer's with --token")
             if r.status_code != 200:
                 raise UsageError(f"{url}/events answered {r.status_code}: {r.text[:200]}")
             answer = r.json()

@@ -17,6 +17,8 @@ from litestar import MediaType, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
 from commands.touchpoints import Priority
+from engine.access import PERSONAL
+from ops.access_http import role_of
 from projections.engagement import LADDER
 from projections.reads import NotFound, Reads
 
@@ -93,8 +95,14 @@ def path_segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
     return [unquote(part, encoding="utf-8", errors="strict") for part in tail.split("/")]
 
 
-def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]],
-                clock: Callable[[], datetime]) -> list[HTTPRouteHandler]:
+def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock: Callable[[], datetime],
+                decrypt: Callable[[str], str | None] | None = None) -> list[HTTPRouteHandler]:
+    """The read API. `decrypt` reads a stored personal field back: timelines show personal values
+    to the roles allowed to read them (agent, admin), never without --auth."""
+
+    def reveal(request: Request[Any, Any, Any]) -> Callable[[str], str | None] | None:
+        return decrypt if decrypt is not None and role_of(request.scope) in PERSONAL else None
+
     def bad(e: BadParameter) -> Response[bytes]:
         return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
 
@@ -144,7 +152,8 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]],
         elif view == "explain":
             answer = await reads.explain(key, moment)
         else:
-            found = await reads.timeline(key, moment, before=(before[0], before[1]) if before else None, limit=limit)
+            found = await reads.timeline(key, moment, before=(before[0], before[1]) if before else None, limit=limit,
+                                         reveal=reveal(request))
             if isinstance(found, NotFound):
                 return json_response(found.body, 404)
             items, last = found

@@ -5,6 +5,7 @@ that profile only; statistics count the spans that contain T. Nothing refolds th
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -149,10 +150,12 @@ class Reads:
             "as_of": rfc3339(as_of),
         }
 
-    async def timeline(self, key: str, as_of: datetime, *, before: tuple[str, str] | None,
-                       limit: int) -> tuple[list[dict[str, Any]], tuple[str, str] | None] | NotFound:
-        """The profile's events up to as_of, newest first. Personal fields are not shown here:
-        their names are listed under `personal` (reading them is for roles allowed to)."""
+    async def timeline(self, key: str, as_of: datetime, *, before: tuple[str, str] | None, limit: int,
+                       reveal: Callable[[str], str | None] | None = None,
+                       ) -> tuple[list[dict[str, Any]], tuple[str, str] | None] | NotFound:
+        """The profile's events up to as_of, newest first. Personal fields are listed by name under
+        `personal`; their values are in `data` only with `reveal` (for roles allowed to read them:
+        it decrypts a stored value, None once its key is destroyed)."""
         if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
             return await self._absent(key)
         oids = [row[0] for row in await self._all("SELECT oid FROM origins WHERE owner=?", (key,))]
@@ -163,7 +166,7 @@ class Reads:
             sql += " AND (occurred_at, id) < (?, ?)"
             params += list(before)
         rows = await self._all(sql + " ORDER BY occurred_at DESC, id DESC LIMIT ?", [*params, limit + 1])
-        items = [_timeline_item(row[2]) for row in rows[:limit]]
+        items = [_timeline_item(row[2], reveal) for row in rows[:limit]]
         return items, ((rows[limit - 1][0], rows[limit - 1][1]) if len(rows) > limit else None)
 
     async def cases(self, as_of: datetime, *, filters: dict[str, str], breached: bool | None, after: str,
@@ -281,13 +284,16 @@ def _consents(rows: list[Any], as_of: datetime) -> dict[str, bool | None]:
     return answer
 
 
-def _timeline_item(line: bytes) -> dict[str, Any]:
+def _timeline_item(line: bytes, reveal: Callable[[str], str | None] | None = None) -> dict[str, Any]:
     record = _record.decode(line)
     event = record["event"]
     data = dict(event.get("data") or {})
     personal = sorted(name for name in PERSONAL_FIELDS if name in data)
     for name in personal:
-        del data[name]
+        if reveal is None:
+            del data[name]
+        else:
+            data[name] = reveal(data[name])
     item = {k: v for k, v in event.items() if k != "data"}
     return {**item, "data": data, "personal": personal, "position": record["position"],
             "recorded_at": record["recorded_at"]}
