@@ -28,6 +28,7 @@ from ops.access_http import AccessGuard
 from ops.audit import personal_reader, with_personal
 from ops.dashboard import dashboard_routes
 from ops.metrics import metrics_surface
+from ops.openapi_doc import document
 from ops.read_api import (
     BadParameter,
     choice,
@@ -236,7 +237,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
     routes += metric_routes
     if access is not None:
         middleware.append(AccessGuard(access))  # inside the timer: refusals are timed too
-    return Litestar(
+    app = Litestar(
         route_handlers=routes,
         middleware=middleware,
         request_max_body_size=MAX_BODY,
@@ -245,3 +246,5 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         logging_config=None,  # the CLI configures logging (ops/logs.py); Litestar's default would replace it
         debug=False,
     )
+    document(app.openapi_schema)
+    return app

@@ -89,8 +89,8 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
             return _bad(e)
         template = _templates.get_template("profile.html")
         customer = await reads.customer(key, moment)
-        if isinstance(customer, NotFound):
-            return _html(template.render(key=key, missing=customer.body), 404)
+        if isinstance(customer, NotFound):  # a view of "not found", for the page to show: not an API error
+            return _html(template.render(key=key, missing=customer.body))
         explain = await reads.explain(key, moment)
         found = await reads.timeline(key, moment, before=None, limit=TIMELINE)
         timeline = [] if isinstance(found, NotFound) else found[0]
