@@ -5,6 +5,7 @@ The SQLite recorder has no push subscription: the runner polls the notification 
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ log = logging.getLogger("engage.projections")
 
 NAME = "read-models"
 PAGE = 1000
+SPAN_FLUSH = 20_000  # span rows inserted together while sweeping
 
 _case_encoder = msgspec.msgpack.Encoder()
 _case_decoder = msgspec.msgpack.Decoder(Case)
@@ -104,13 +106,9 @@ class Projector:
                 self._fold(record.position, record.event, line, dirty)
             self.con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", self._rows)
             self.con.executemany("INSERT OR IGNORE INTO profiles VALUES (?)", [(p,) for p in sorted(self._profiles)])
+            self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(p,) for p in sorted(dirty)])
             if respan:
-                dirty.update(row[0] for row in self.con.execute("SELECT profile FROM dirty"))
-                self.con.execute("DELETE FROM dirty")
-                for profile in sorted(dirty):
-                    self._respan(profile)
-            else:
-                self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(p,) for p in dirty])
+                self._respan_dirty()
             self.con.execute("INSERT OR REPLACE INTO tracking VALUES (?,?)", (NAME, position))
             self.con.execute("COMMIT")
         except BaseException:
@@ -219,23 +217,43 @@ class Projector:
 
     # --- derived spans ---------------------------------------------------------------------------
 
-    def _respan(self, profile: str) -> None:
-        self.con.execute("DELETE FROM engagement_spans WHERE profile=?", (profile,))
-        self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
-        if self.con.execute("SELECT 1 FROM profiles WHERE key=?", (profile,)).fetchone() is None:
-            return  # linked or erased later in the same page: no profile, no spans
-        # Only origins that carried an event have rows (created by the fold, in log order, so their
-        # numbering is the same however the log is paged); the others have nothing to sweep.
-        oids = [oid for o in self.directory.origins_of(profile) if (oid := self._existing_oid(o)) is not None]
-        marks = ",".join("?" * len(oids))
+    def _insert_spans(self, engagement: list[tuple[Any, ...]], advocacy: list[tuple[Any, ...]]) -> None:
+        self.con.executemany("INSERT INTO engagement_spans VALUES (?,?,?,?,?,?)", engagement)
+        self.con.executemany("INSERT INTO advocacy_spans VALUES (?,?,?,?)", advocacy)
+        engagement.clear()
+        advocacy.clear()
+
+    def _respan_dirty(self) -> None:
+        """Recompute the spans of every profile marked dirty, in a few set-wise statements: one
+        delete per span table, then one pass over the dirty profiles' events grouped by owner (a
+        query per profile cost more than the sweep itself). Marked profiles that no longer exist
+        (linked or erased since) just lose their spans."""
+        self.con.execute("DELETE FROM engagement_spans WHERE profile IN (SELECT profile FROM dirty)")
+        self.con.execute("DELETE FROM advocacy_spans WHERE profile IN (SELECT profile FROM dirty)")
+        existing = [row[0] for row in self.con.execute(
+            "SELECT d.profile FROM dirty d JOIN profiles p ON p.key = d.profile ORDER BY d.profile")]
+        # Only origins that carried an event have rows, and `origins.owner` is the profile their
+        # events belong to now (kept by _link and _erase), so this join is each profile's history.
         rows = self.con.execute(
-            f"SELECT occurred_at, id, type, rung, weight, detail FROM events WHERE oid IN ({marks})", oids
-        ).fetchall()
-        history = spans.History.from_rows(rows)
-        self.con.executemany("INSERT INTO engagement_spans VALUES (?,?,?,?,?,?)",
-                             [(profile, *span) for span in spans.engagement_spans(history)])
-        self.con.executemany("INSERT INTO advocacy_spans VALUES (?,?,?,?)",
-                             [(profile, *span) for span in spans.advocacy_spans(history)])
+            "SELECT o.owner, e.occurred_at, e.id, e.type, e.rung, e.weight, e.detail "
+            "FROM dirty d JOIN profiles p ON p.key = d.profile JOIN origins o ON o.owner = d.profile "
+            "JOIN events e ON e.oid = o.oid ORDER BY o.owner")
+        groups = itertools.groupby(rows, key=lambda row: row[0])  # both in the same (binary) order
+        group = next(groups, None)
+        engagement: list[tuple[Any, ...]] = []
+        advocacy: list[tuple[Any, ...]] = []
+        for profile in existing:
+            mine: list[Any] = []
+            if group is not None and group[0] == profile:
+                mine = [row[1:] for row in group[1]]
+                group = next(groups, None)
+            history = spans.History.from_rows(mine)
+            engagement += [(profile, *span) for span in spans.engagement_spans(history)]
+            advocacy += [(profile, *span) for span in spans.advocacy_spans(history)]
+            if len(engagement) >= SPAN_FLUSH:  # memory stays flat however many profiles are dirty
+                self._insert_spans(engagement, advocacy)
+        self._insert_spans(engagement, advocacy)
+        self.con.execute("DELETE FROM dirty")
 
 
 def breached_from(case: Case) -> tuple[str | None, str | None]:

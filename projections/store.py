@@ -50,8 +50,11 @@ SCHEMA = [
 
 
 def sortable(moment: datetime) -> str:
-    """`2026-10-01T12:00:00.000000Z` (isoformat, not strftime: this runs for every event folded)."""
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    """`2026-10-01T12:00:00.000000Z` (isoformat, not strftime: this runs for every event folded).
+    Decoded instants are UTC already: then the conversion is skipped."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def instant(text: str) -> datetime:
