@@ -68,6 +68,7 @@ class Projector:
         self._oids: dict[Origin, int] = {}
         self._rows: list[tuple[Any, ...]] = []  # the page's event rows, inserted together
         self._profiles: set[str] = set()  # profiles the page brings into existence, inserted together
+        self._cases: dict[str, tuple[int, Case]] = {}  # the page's changed cases: (owner oid, state)
 
     @property
     def position(self) -> int:
@@ -98,6 +99,7 @@ class Projector:
         try:
             self._rows.clear()
             self._profiles.clear()
+            self._cases.clear()
             for line in records:
                 record = _record.decode(line)
                 if record.position != position + 1:
@@ -105,6 +107,7 @@ class Projector:
                 position = record.position
                 self._fold(record.position, record.event, line, dirty)
             self.con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", self._rows)
+            self._write_cases()
             self.con.executemany("INSERT OR IGNORE INTO profiles VALUES (?)", [(p,) for p in sorted(self._profiles)])
             self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(p,) for p in sorted(dirty)])
             if respan:
@@ -204,16 +207,24 @@ class Projector:
         self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
 
     def _case(self, case: str, oid: int, tp: Touchpoint[Any]) -> None:
-        row = self.con.execute("SELECT oid, body FROM cases WHERE case_id=?", (case,)).fetchone()
-        current = None if row is None else _case_decoder.decode(row[1])
-        owner_oid = oid if row is None else int(row[0])  # a case belongs to whoever opened it
-        updated = apply(current, tp)
-        first_response_from, resolution_from = breached_from(updated)
-        self.con.execute(
-            "INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?)",
-            (case, owner_oid, updated.state, updated.priority, updated.agent, updated.team,
-             _case_encoder.encode(updated), first_response_from, resolution_from),
-        )
+        """Cases change in memory during a page and are written once at its end (_write_cases)."""
+        current: Case | None
+        if case in self._cases:
+            owner_oid, current = self._cases[case]
+        else:
+            row = self.con.execute("SELECT oid, body FROM cases WHERE case_id=?", (case,)).fetchone()
+            current = None if row is None else _case_decoder.decode(row[1])
+            owner_oid = oid if row is None else int(row[0])  # a case belongs to whoever opened it
+        self._cases[case] = (owner_oid, apply(current, tp))
+
+    def _write_cases(self) -> None:
+        rows = []
+        for case, (owner_oid, updated) in sorted(self._cases.items()):
+            first_response_from, resolution_from = breached_from(updated)
+            rows.append((case, owner_oid, updated.state, updated.priority, updated.agent, updated.team,
+                         _case_encoder.encode(updated), first_response_from, resolution_from))
+        self.con.executemany("INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        self._cases.clear()
 
     # --- derived spans ---------------------------------------------------------------------------
 
