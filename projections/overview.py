@@ -1,5 +1,5 @@
 """Counts for the dashboard's ladder: per rung, how many profiles are on it, how many were observed
-there and how many stated it, as of T (one indexed query each over the engagement spans).
+there and how many stated it, as of T (projections/counts.py: cheap near the present).
 
 Profiles whose profiling consent is withheld count as `withheld` only: nothing is inferred of them.
 """
@@ -9,16 +9,10 @@ from datetime import datetime
 
 import aiosqlite
 
-from projections.store import sortable
+from projections.counts import counts_at
 
 
 async def ladder(db: aiosqlite.Connection, as_of: datetime) -> dict[str, dict[str, int]]:
     """{"level": {rung or "withheld": n}, "observed": {rung: n}, "stated": {rung: n}}."""
-    t = sortable(as_of)
-    answer: dict[str, dict[str, int]] = {}
-    for column in ("level", "observed", "stated"):
-        condition = "" if column == "level" else f" AND level != 'withheld' AND {column} IS NOT NULL"
-        async with db.execute(f"SELECT {column}, COUNT(*) FROM engagement_spans WHERE end > ? AND start <= ?"
-                              f"{condition} GROUP BY {column}", (t, t)) as cursor:
-            answer[column] = {value: n for value, n in await cursor.fetchall()}
-    return answer
+    counted = await counts_at(db, as_of)
+    return {"level": counted["level"], "observed": counted["observed"], "stated": counted["stated"]}

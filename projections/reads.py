@@ -17,6 +17,7 @@ from commands.cases import Case
 from commands.instants import rfc3339
 from commands.touchpoints import PERSONAL_FIELDS
 from projections.advocacy import advocacy, explain_advocacy
+from projections.counts import counts_at
 from projections.engagement import LADDER, consent_granted, engagement, explain_engagement
 from projections.sla import case_view
 from projections.store import instant, sortable
@@ -237,10 +238,7 @@ class Reads:
 
     async def stats(self, as_of: datetime, events: int, rejected: dict[str, int]) -> dict[str, Any]:
         t = sortable(as_of)
-        engagement_counts = await self._all(
-            "SELECT level, COUNT(*) FROM engagement_spans WHERE end > ? AND start <= ? GROUP BY level", (t, t))
-        tiers = await self._all(
-            "SELECT tier, COUNT(*) FROM advocacy_spans WHERE end > ? AND start <= ? GROUP BY tier", (t, t))
+        counted = await counts_at(self.db, as_of)
         states = await self._all("SELECT state, COUNT(*) FROM cases GROUP BY state")
         (first_response,) = await self._one(
             "SELECT COUNT(*) FROM cases WHERE first_response_breached_from <= ?", (t,))
@@ -250,8 +248,8 @@ class Reads:
             "events": events,
             "rejected": rejected,
             "profiles": profiles,
-            "engagement": {level: n for level, n in engagement_counts},
-            "advocacy": {tier: n for tier, n in tiers},
+            "engagement": counted["level"],
+            "advocacy": counted["tier"],
             "cases": {state: n for state, n in states},
             "sla": {"first_response_breached": first_response, "resolution_breached": resolution},
             "as_of": rfc3339(as_of),

@@ -13,8 +13,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import msgspec
 
 from commands.cases import Case, apply
 from commands.touchpoints import Touchpoint, case_id, from_wire
-from projections import spans
+from projections import counts, spans
 from projections.advocacy import weight
 from projections.directory import Directory, Link, Origin, customer_origin
 from projections.engagement import RANK, rung_of
@@ -33,6 +34,7 @@ log = logging.getLogger("engage.projections")
 
 NAME = "read-models"
 PAGE = 1000
+ANCHOR_EVERY = 60.0  # seconds between moves of the counts' anchor while idle
 SPAN_FLUSH = 20_000  # span rows inserted together while sweeping
 
 _case_encoder = msgspec.msgpack.Encoder()
@@ -62,8 +64,10 @@ _whole = msgspec.json.Decoder(dict[str, Any])
 class Projector:
     """The fold of the log into the read-model tables (one writer, on the runner's thread)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.con = connect(path)
+        counts.create(self.con)
+        self._clock = clock  # where the counts' anchor moves to (answers never depend on it)
         self.directory = self._load_directory()
         self._oids: dict[Origin, int] = {}
         self._rows: list[tuple[Any, ...]] = []  # the page's event rows, inserted together
@@ -112,6 +116,7 @@ class Projector:
             self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(p,) for p in sorted(dirty)])
             if respan:
                 self._respan_dirty()
+            counts.move(self.con, self._clock())
             self.con.execute("INSERT OR REPLACE INTO tracking VALUES (?,?)", (NAME, position))
             self.con.execute("COMMIT")
         except BaseException:
@@ -202,6 +207,7 @@ class Projector:
 
     def _forget(self, profile: str) -> None:
         self._profiles.discard(profile)  # added earlier in this page: it goes too
+        counts.add(self.con, counts.containing(self.con, counts.anchor(self.con), "profile = ?", (profile,)), -1)
         self.con.execute("DELETE FROM profiles WHERE key=?", (profile,))
         self.con.execute("DELETE FROM engagement_spans WHERE profile=?", (profile,))
         self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
@@ -239,6 +245,8 @@ class Projector:
         delete per span table, then one pass over the dirty profiles' events grouped by owner (a
         query per profile cost more than the sweep itself). Marked profiles that no longer exist
         (linked or erased since) just lose their spans."""
+        c, dirty = counts.anchor(self.con), "profile IN (SELECT profile FROM dirty)"
+        counts.add(self.con, counts.containing(self.con, c, dirty, ()), -1)
         self.con.execute("DELETE FROM engagement_spans WHERE profile IN (SELECT profile FROM dirty)")
         self.con.execute("DELETE FROM advocacy_spans WHERE profile IN (SELECT profile FROM dirty)")
         existing = [row[0] for row in self.con.execute(
@@ -264,6 +272,7 @@ class Projector:
             if len(engagement) >= SPAN_FLUSH:  # memory stays flat however many profiles are dirty
                 self._insert_spans(engagement, advocacy)
         self._insert_spans(engagement, advocacy)
+        counts.add(self.con, counts.containing(self.con, c, dirty, ()))
         self.con.execute("DELETE FROM dirty")
 
 
@@ -321,6 +330,7 @@ class Runner:
 
     def _run(self) -> None:
         projector = Projector(self._path)
+        moved = time.monotonic()
         try:
             self.position = projector.position
             while not self._stop.is_set():
@@ -330,9 +340,14 @@ class Runner:
                         # A full page means more are waiting: sweep spans once caught up.
                         self.position = projector.apply(records, respan=len(records) < PAGE)
                         self.error = None
+                        moved = time.monotonic()
                         continue
                     if projector.has_dirty():  # caught up on a full page: sweep what it left
                         self.position = projector.apply([], respan=True)
+                        moved = time.monotonic()
+                    elif time.monotonic() - moved > ANCHOR_EVERY:  # idle: keep "now" cheap to count
+                        projector.apply([], respan=False)
+                        moved = time.monotonic()
                 except (sqlite3.Error, RuntimeError) as e:
                     self.error = str(e)
                     log.exception("projections: a page could not be applied; retrying")
