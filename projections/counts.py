@@ -39,24 +39,15 @@ KINDS = (
 )
 NEAR = timedelta(days=2)  # beyond this distance from C, counting the spans containing T is cheaper
 
-SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS span_counts (kind TEXT NOT NULL, value TEXT NOT NULL, n INTEGER NOT NULL, "
-    "PRIMARY KEY (kind, value))",
-    "CREATE TABLE IF NOT EXISTS span_anchor (one INTEGER PRIMARY KEY CHECK (one = 1), instant TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS engagement_spans_by_start ON engagement_spans(start)",
-    "CREATE INDEX IF NOT EXISTS advocacy_spans_by_start ON advocacy_spans(start)",
-]
 
 Delta = Counter[tuple[str, str]]  # (kind, value) -> change
 
 
 def create(con: sqlite3.Connection) -> None:
-    """The tables, and the counts at the beginning of time when there are none yet (an existing
-    read model gets them from its spans), in one transaction."""
+    """The counts at the beginning of time when there are none yet (an existing read model gets
+    them from its spans), in one transaction. The tables are in store.SCHEMA."""
     con.execute("BEGIN IMMEDIATE")
     try:
-        for statement in SCHEMA:
-            con.execute(statement)
         if con.execute("SELECT 1 FROM span_anchor").fetchone() is None:
             con.execute("INSERT INTO span_anchor VALUES (1, ?)", (BEGINNING,))
             add(con, containing(con, BEGINNING, "1", ()))
@@ -127,8 +118,11 @@ async def counts_at(db: aiosqlite.Connection, as_of: datetime) -> dict[str, dict
     """{kind: {value: n}} as of T."""
     t = sortable(as_of)
     answer: dict[str, dict[str, int]] = {kind.name: {} for kind in KINDS}
-    async with db.execute("SELECT instant FROM span_anchor") as cur:
-        row = await cur.fetchone()
+    try:
+        async with db.execute("SELECT instant FROM span_anchor") as cur:
+            row = await cur.fetchone()
+    except sqlite3.OperationalError:  # a read model of an earlier version, served read-only
+        row = None
     if row is None or abs(as_of - datetime.fromisoformat(str(row[0]))) > NEAR:
         for kind in KINDS:
             async with db.execute(

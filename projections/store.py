@@ -44,6 +44,12 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS advocacy_spans (profile TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL, "
     "tier TEXT NOT NULL, PRIMARY KEY (profile, start))",
     "CREATE INDEX IF NOT EXISTS advocacy_spans_by_end ON advocacy_spans(end, start)",
+    # Counts per level, tier, observed and stated rung at an anchor instant (projections/counts.py).
+    "CREATE TABLE IF NOT EXISTS span_counts (kind TEXT NOT NULL, value TEXT NOT NULL, n INTEGER NOT NULL, "
+    "PRIMARY KEY (kind, value))",
+    "CREATE TABLE IF NOT EXISTS span_anchor (one INTEGER PRIMARY KEY CHECK (one = 1), instant TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS engagement_spans_by_start ON engagement_spans(start)",
+    "CREATE INDEX IF NOT EXISTS advocacy_spans_by_start ON advocacy_spans(start)",
     # Profiles whose spans wait to be recomputed: while catching up, each is swept once at the end.
     "CREATE TABLE IF NOT EXISTS dirty (profile TEXT PRIMARY KEY)",
 ]
