@@ -160,6 +160,7 @@ class Consumer:
         self._stream_key = STREAM
         self._stopping = asyncio.Event()
         self._fetching: asyncio.Task[list[Msg]] | None = None
+        self._acking: asyncio.Future[None] | None = None  # the last committed batch's acks, under way
         self._running = False
         self._finished = asyncio.Event()
 
@@ -205,7 +206,12 @@ class Consumer:
             await self._finished.wait()
 
     async def _step(self) -> None:
-        """One fetch and, if it brought messages, one batch handed on and acked."""
+        """One fetch and, if it brought messages, one batch handed on and acked.
+
+        The next batch is fetched while this one commits (the writer thread releases the GIL
+        while SQLite writes and fsyncs), so the wait for the server overlaps the work. It is only
+        held, never acked, before this batch's acks: a failure here drops it unacked and delivery
+        restarts from the lowest unacked message, in order."""
         if not self.nc.is_connected:
             await self._wait_connected()
             return
@@ -215,7 +221,8 @@ class Consumer:
         assert sub is not None
         if self._stopping.is_set():
             return
-        self._fetching = self._fetch(sub)
+        if self._fetching is None:
+            self._fetching = self._fetch(sub)
         try:
             msgs = await self._fetching
         except asyncio.CancelledError:
@@ -225,6 +232,7 @@ class Consumer:
         except nats.errors.TimeoutError:
             # An idle stream is not an error. The server advances the ack floor a moment after
             # the acks, so the last batch may not have been purged yet: do it now.
+            await self._settle_acks()
             if self._purged_below < self._last_acked:
                 await self._purge_acknowledged()
             return
@@ -238,17 +246,26 @@ class Consumer:
             # unacked and restart delivery from the lowest unacked sequence.
             await self._unsubscribe()
             return
-        msgs.sort(key=_stream_sequence)
-        self.fetched += len(msgs)
-        items = [Received(raw=m.data, via=f"nats:{m.subject}", received_at=self.clock(), stream=self._stream_key,
-                          seq=_stream_sequence(m)) for m in msgs]
+        if not self._stopping.is_set():
+            self._fetching = self._fetch(sub)
+        numbered = sorted(((_stream_sequence(m), m) for m in msgs), key=_first)  # metadata parsed once
+        self.fetched += len(numbered)
+        received_at = self.clock()
+        items = [Received(raw=m.data, via=f"nats:{m.subject}", received_at=received_at, stream=self._stream_key,
+                          seq=seq) for seq, m in numbered]
         try:
             await self.on_batch(items)
         except Exception as e:
             raise BatchFailed from e
         self.batches += 1
-        # Ack after commit: a crash before this line means redelivery, and a redelivered id is
-        # a duplicate, never a second event. A lost ack means the same.
+        # Ack after commit: a crash before the acks means redelivery, and a redelivered message is
+        # recognised, never a second event. The acks (and the purge) go out while the next batch
+        # commits; the ones before them must have gone out first, or their error is raised here.
+        await self._settle_acks()
+        self._acking = asyncio.ensure_future(  # noqa: RUF006 (kept, and awaited by _settle_acks)
+            self._ack([m for _, m in numbered], numbered[-1][0]))
+
+    async def _ack(self, msgs: list[Msg], last: int) -> None:
         for m in msgs:
             await m.ack()
         if not self.nc.is_connected:
@@ -258,8 +275,14 @@ class Consumer:
             return
         await self.nc.flush(timeout=ACK_FLUSH_TIMEOUT)
         self.acked += len(msgs)
-        self._last_acked = _stream_sequence(msgs[-1])
+        self._last_acked = last
         await self._purge_acknowledged()
+
+    async def _settle_acks(self) -> None:
+        """Wait for the last committed batch's acks; raise what went wrong with them."""
+        acking, self._acking = self._acking, None
+        if acking is not None:
+            await acking
 
     async def _purge_acknowledged(self) -> None:
         """The stream is a conveyor, not a record (SPEC §6): drop everything at or below the
@@ -301,6 +324,21 @@ class Consumer:
         return asyncio.ensure_future(sub.fetch(self.batch, timeout=FETCH_TIMEOUT))
 
     async def _unsubscribe(self) -> None:
+        try:
+            await self._settle_acks()  # committed batches are acked before delivery restarts
+        except Exception as e:
+            if self.nc.is_closed:
+                log.debug("jetstream consumer: acks lost with the connection: %s", e)
+            else:
+                log.warning("jetstream consumer: acks failed: %s; those messages come back as duplicates",
+                            _describe(e))
+        fetching, self._fetching = self._fetching, None
+        if fetching is not None and fetching is not asyncio.current_task():
+            # A fetch ahead holds messages that are not acked: they come back once delivery restarts.
+            fetching.cancel()
+            await asyncio.wait([fetching])
+            if not fetching.cancelled():
+                fetching.exception()  # retrieved: a fetch that failed as it was dropped is not news
         sub, self._sub = self._sub, None
         if sub is not None and not self.nc.is_closed:
             try:
@@ -331,6 +369,10 @@ def _describe(e: Exception) -> str:
 
 def _stream_sequence(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
+
+
+def _first(pair: tuple[int, Msg]) -> int:
+    return pair[0]
 
 
 def _current_task_cancelling() -> bool:

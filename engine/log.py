@@ -78,6 +78,11 @@ class LogError(Exception):
     """The log cannot be used as it is (a user-facing, one-line message)."""
 
 
+# SQLite's default page cache is 2 MiB. The idempotency index (event ids) and the keys are looked up
+# and inserted at random places; once they outgrow the cache every batch reads pages back.
+CACHE_KIB = 32 * 1024
+
+
 class _Pool(SQLiteConnectionPool):
     """The library's pool, plus what it never sets: every connection commits with a full fsync
     (a committed outcome survives power loss, not only a crash) and overwrites deleted content
@@ -88,6 +93,7 @@ class _Pool(SQLiteConnectionPool):
         cursor = conn.cursor()
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA secure_delete=ON")
+        cursor.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return conn
 
 
@@ -215,6 +221,10 @@ class _Deliveries:
         self._c.executemany("INSERT OR REPLACE INTO deliveries VALUES (?,?)", list(self._new.items()))
 
 
+def _carries_personal(tp: Touchpoint[Any]) -> bool:
+    return any(getattr(tp.data, name, None) is not None for name in PERSONAL_FIELDS)
+
+
 def _select_in(c: SQLiteCursor, select: str, column: str, values: list[str]) -> list[Any]:
     rows: list[Any] = []
     for start in range(0, len(values), 500):  # well under SQLite's limit on bound parameters
@@ -299,7 +309,9 @@ class Log:
         position, prev = self._head.position, self._head.hash
         try:
             with self._datastore.transaction(commit=True) as c:
-                view = _BatchView(c, [tp for tp in parsed if not isinstance(tp, Rejected)])
+                touchpoints = [tp for tp in parsed if not isinstance(tp, Rejected)]
+                view = _BatchView(c, touchpoints)
+                self._keys.load(c, (profile_key(tp) for tp in touchpoints if _carries_personal(tp)))
                 delivered = _Deliveries(c)
                 for item, tp in zip(batch, parsed, strict=True):
                     if delivered.seen(item):
