@@ -42,6 +42,12 @@ class DataLock:
             os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
+    @property
+    def fd(self) -> int:
+        """The locked descriptor: a child that inherits it holds the lock until it exits too."""
+        assert self._fd is not None, "acquire() first"
+        return self._fd
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the lock; a crash releases it too

@@ -1,9 +1,10 @@
 """Ingest: parse → decide → commit, shared by the NATS and HTTP paths (SPEC §2: same outcomes).
 
-The log has one writer. Every batch, whichever path it came by, is committed on one dedicated
-thread, so the event loop keeps serving while SQLite fsyncs, and decisions never race. Submissions
-that arrive while a commit is running wait for it and are then committed together (group commit):
-a hundred concurrent single-event POSTs cost one fsync, not a hundred.
+The log has one writer. Every batch, whichever path it came by, is committed from one dedicated
+thread (directly, or through the writer process of engine/writer.py), so the event loop keeps
+serving while SQLite fsyncs, and decisions never race. Submissions that arrive while a commit is
+running wait for it and are then committed together (group commit): a hundred concurrent
+single-event POSTs cost one fsync, not a hundred.
 """
 from __future__ import annotations
 
@@ -12,12 +13,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
-from engine.log import Log
 from engine.received import Received
 
 GROUP_LIMIT = 4096  # inputs merged into one transaction at most
+
+
+class Committer(Protocol):
+    """What ingest commits through: a `Log` on ingest's own thread, or the writer process that
+    `engage up` runs (engine/writer.py)."""
+
+    def commit(self, batch: Sequence[Received]) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
 
 
 class _Submission:
@@ -28,7 +38,7 @@ class _Submission:
 
 
 class Ingest:
-    def __init__(self, log: Log) -> None:
+    def __init__(self, log: Committer) -> None:
         self.log = log
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engage-writer")
         self._waiting: list[_Submission] = []

@@ -28,6 +28,7 @@ from engine.log import Log, LogError
 from engine.natsserver import NatsServer, NatsServerError
 from engine.received import Received
 from engine.settings import REPLAY_MARKER, Settings, UsageError
+from engine.writer import FollowingLog, WriterProcess
 from ops.api import build_app
 from projections.reads import Reads
 from projections.runner import RunnerProcess
@@ -73,20 +74,28 @@ async def run(settings: Settings, *, announce: Callable[[str], None] = print) ->
     lock = DataLock(settings.data)
     lock.acquire()
     try:
-        await _run_locked(settings, announce)
+        await _run_locked(settings, announce, lock)
     finally:
         lock.release()
 
 
-async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> None:
+async def _run_locked(settings: Settings, announce: Callable[[str], None], lock: DataLock) -> None:
     access = None if settings.auth is None else Access.load(settings.auth)
+    writer = WriterProcess(settings.log_path, keep_fds=[lock.fd])
     try:
-        ingest = Ingest(Log(settings.log_path))
+        writer.start()  # from the main thread: the writer's parent-death signal is tied to this thread
     except LogError as e:
+        raise UsageError(str(e)) from e
+    ingest = Ingest(writer)
+    try:
+        log_ = FollowingLog(settings.log_path, writer)
+    except LogError as e:
+        ingest.close()
         raise UsageError(str(e)) from e
     stack = contextlib.AsyncExitStack()
     async with stack:
         stack.callback(ingest.close)
+        stack.callback(log_.close)
         connect(settings.read_path).close()  # the schema, once, before the runner and the readers open it
         runner = RunnerProcess(settings.log_path, settings.read_path)
         runner.start()
@@ -117,7 +126,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
             return outcomes
 
         consumer = jetstream.Consumer(nc, on_batch, batch=settings.batch, ack_wait=settings.ack_wait)
-        app = build_app(ingest.log, ingest, reads, runner, access=access)
+        app = build_app(log_, ingest, reads, runner, access=access)
         http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
 
         stopping = asyncio.Event()
@@ -133,7 +142,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None]) -> No
         while not http.started and not serving.done():  # announce only what already answers
             await asyncio.sleep(0.01)
         host, port = sock.getsockname()[:2]
-        announce(f"engage up: data in {settings.data} (log head at position {ingest.log.head.position})")
+        announce(f"engage up: data in {settings.data} (log head at position {log_.head.position})")
         announce(f"  nats  {nats_url}  (publish to touchpoints.>)")
         announce(f"  http  http://{_host_for_url(host)}:{port}  (the dashboard; POST /events; GET /customers/KEY, "
                  "/cases/ID, /stats, /rejects, /health, /metrics; OpenAPI at /schema)")

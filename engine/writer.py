@@ -1,0 +1,265 @@
+"""The log's single writer in a process of its own: `engage up` commits through it.
+
+Deciding and committing a batch (parse, the checks of SPEC §2, encryption, the hash chain, SQLite)
+is Python work under the GIL. In the engine's process it competed with the JetStream consumer and
+the HTTP server for that one lock; here it runs on a core of its own while the engine's event loop
+fetches the next batch. The engine keeps a read-only `Log` for its reads (exports, rejects, keys for
+readable timelines) and learns the head from each reply.
+
+The protocol over the child's stdin and stdout is a frame per message: a 4-byte big-endian length
+and msgpack. The child answers "ready" (its head) or why it cannot open the log, then one reply per
+batch: the outcomes and the new head, or an error. After an error it exits, so that a writer started
+again reads the head afresh; a writer that died (killed, or after an error) is started again by the
+next commit. A batch whose reply never came was not acknowledged to anyone: its producers send it
+again, and ids make that idempotent (SPEC §2).
+
+The child holds the data directory's lock through an inherited descriptor (`keep_fds`), so a new
+engine cannot start on the directory while an old writer is still finishing a transaction.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
+from engine.log import Head, Log, LogError
+from engine.received import Received
+
+log = logging.getLogger("engage.writer")
+
+_LENGTH = struct.Struct(">I")
+FAULT_ENV = "ENGAGE_WRITER_FAULT"  # tests only: "exit-after-commit"
+CLOSE_TIMEOUT = 30.0  # seconds a writer may take to finish its last batch and close
+
+
+class WriterGone(Exception):
+    """The writer process died before it answered: the batch may or may not be committed, so it
+    must not be acknowledged (a redelivery is recognised as a duplicate)."""
+
+
+class _Reply(msgspec.Struct):
+    outcomes: list[tuple[int, int, str, str]] = []
+    head: Head | None = None
+    error: str | None = None
+
+
+_batch_encoder = msgspec.msgpack.Encoder()
+_batch_decoder = msgspec.msgpack.Decoder(list[Received])
+_reply_encoder = msgspec.msgpack.Encoder()
+_reply_decoder = msgspec.msgpack.Decoder(_Reply)
+
+_ACCEPTED, _DUPLICATE, _REDELIVERED, _REJECTED = range(4)
+
+
+def pack(outcome: Outcome) -> tuple[int, int, str, str]:
+    if isinstance(outcome, Accepted):
+        return (_ACCEPTED, outcome.position, "", "")
+    if isinstance(outcome, Duplicate):
+        return (_DUPLICATE, outcome.position, "", "")
+    if isinstance(outcome, Redelivered):
+        return (_REDELIVERED, outcome.seq, "", "")
+    return (_REJECTED, 0, outcome.reason, outcome.detail)
+
+
+def unpack(packed: tuple[int, int, str, str]) -> Outcome:
+    kind, number, reason, detail = packed
+    if kind == _ACCEPTED:
+        return Accepted(number)
+    if kind == _DUPLICATE:
+        return Duplicate(number)
+    if kind == _REDELIVERED:
+        return Redelivered(number)
+    return Rejected(reason, detail)  # type: ignore[arg-type]  # the child sent a Reason
+
+
+def _write_frame(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_LENGTH.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    """The next frame, or None at a clean end of stream."""
+    header = stream.read(_LENGTH.size)
+    if not header:
+        return None
+    if len(header) < _LENGTH.size:
+        raise EOFError("the stream ended inside a frame header")
+    (size,) = _LENGTH.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        raise EOFError("the stream ended inside a frame")
+    return payload
+
+
+class WriterProcess:
+    """Same face as `Log` for Ingest: `commit(batch)`, `head`, `close()`. Not thread-safe: one
+    caller at a time (Ingest commits on one thread)."""
+
+    def __init__(self, path: Path, *, keep_fds: Sequence[int] = ()) -> None:
+        self.path = path
+        self._keep_fds = tuple(keep_fds)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._head: Head | None = None
+        self.restarts = 0
+
+    @property
+    def head(self) -> Head:
+        assert self._head is not None, "start() first"
+        return self._head
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def start(self) -> None:
+        """Start the writer and wait until it has opened the log. Raises LogError when it cannot."""
+        from engine.natsserver import _die_with_parent
+
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "engine.writer", str(self.path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds,
+            preexec_fn=_die_with_parent(os.getpid()),
+        )
+        try:
+            reply = self._receive()
+        except WriterGone as e:
+            raise LogError(f"the log writer did not start: {e}") from e
+        if reply.error is not None or reply.head is None:
+            self._reap()
+            raise LogError(reply.error or "the log writer did not say where the log's head is")
+        self._head = reply.head
+
+    def commit(self, batch: Sequence[Received]) -> list[Outcome]:
+        if self._proc is None or self._proc.poll() is not None:
+            code = None if self._proc is None else self._proc.returncode
+            log.error("the log writer exited (code %s); starting it again", code)
+            self.restarts += 1
+            self.start()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None
+        try:
+            _write_frame(proc.stdin, _batch_encoder.encode(list(batch)))
+        except OSError as e:
+            self._reap()
+            raise WriterGone(f"the log writer went away: {e}") from e
+        reply = self._receive()
+        if reply.error is not None or reply.head is None:
+            self._reap()  # it exits after an error; the next commit starts a fresh one
+            raise LogError(reply.error or "the log writer answered without a head")
+        self._head = reply.head
+        return [unpack(packed) for packed in reply.outcomes]
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """End of input: the writer finishes (it is between batches) and closes the log."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def _receive(self) -> _Reply:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        try:
+            frame = _read_frame(proc.stdout)
+        except (OSError, EOFError) as e:
+            self._reap()
+            raise WriterGone(f"the log writer went away mid-answer: {e}") from e
+        if frame is None:
+            code = self._reap()
+            raise WriterGone(f"the log writer exited (code {code}) without answering")
+        return _reply_decoder.decode(frame)
+
+    def _reap(self) -> int | None:
+        """The child is done or broken: make sure it is gone, and forget it."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            return proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+
+class FollowingLog(Log):
+    """The engine's own view of the log while a WriterProcess writes it: reads come from the file
+    (read-only), the head from the writer's latest answer."""
+
+    def __init__(self, path: Path, writer: WriterProcess) -> None:
+        super().__init__(path, create=False)
+        self._writer = writer
+
+    @property
+    def head(self) -> Head:
+        return self._writer.head
+
+
+def serve(path: Path, incoming: IO[bytes], outgoing: IO[bytes]) -> int:
+    """The child's loop: open the log, answer ready, then commit batch after batch until EOF."""
+    try:
+        log_ = Log(path)
+    except LogError as e:
+        _write_frame(outgoing, _reply_encoder.encode(_Reply(error=str(e))))
+        return 2
+    try:
+        _write_frame(outgoing, _reply_encoder.encode(_Reply(head=log_.head)))
+        while (frame := _read_frame(incoming)) is not None:
+            batch = _batch_decoder.decode(frame)
+            try:
+                outcomes = log_.commit(batch)
+            except Exception as e:  # nothing of the batch is committed; a fresh writer re-reads the head
+                log.exception("commit failed")
+                _write_frame(outgoing, _reply_encoder.encode(_Reply(error=f"{type(e).__name__}: {e}")))
+                return 1
+            if os.environ.get(FAULT_ENV) == "exit-after-commit":
+                os._exit(9)  # committed, never answered: what a crash at the worst moment looks like
+            reply = _Reply(outcomes=[pack(o) for o in outcomes], head=log_.head)
+            _write_frame(outgoing, _reply_encoder.encode(reply))
+        return 0
+    finally:
+        log_.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m engine.writer LOG`: what WriterProcess starts."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m engine.writer LOG (started by engage up)", file=sys.stderr)
+        return 2
+    # The engine decides when to stop: Ctrl-C on a terminal reaches the whole process group, and
+    # the writer must finish the batch in hand and leave on end of input, not on SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Frames only on the real stdout: anything printed by accident goes to stderr instead.
+    outgoing = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    incoming = sys.stdin.buffer
+    return serve(Path(args[0]), incoming, outgoing)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
