@@ -114,6 +114,9 @@ async def ensure_stream(js: JetStreamContext) -> None:
     await js.update_stream(config)
 
 
+Fetched = tuple[list[tuple[int, Msg]], list[Received]]  # (stream sequence, message) in order, and the inputs
+
+
 class StreamMismatch(Exception):
     """The stream exists in a shape the engine cannot take over (a one-line message for ops)."""
 
@@ -159,8 +162,8 @@ class Consumer:
         self._last_acked = 0
         self._stream_key = STREAM
         self._stopping = asyncio.Event()
-        self._fetching: asyncio.Task[list[Msg]] | None = None
-        self._acking: asyncio.Future[None] | None = None  # the last committed batch's acks, under way
+        self._fetching: asyncio.Task[Fetched] | None = None
+        self._unacked: tuple[list[Msg], int] | None = None  # the last committed batch, acked with the next
         self._running = False
         self._finished = asyncio.Event()
 
@@ -224,7 +227,7 @@ class Consumer:
         if self._fetching is None:
             self._fetching = self._fetch(sub)
         try:
-            msgs = await self._fetching
+            numbered, items = await self._fetching
         except asyncio.CancelledError:
             if self._stopping.is_set() and not _current_task_cancelling():
                 return  # stop() cancelled the fetch, not someone cancelling run()
@@ -232,13 +235,13 @@ class Consumer:
         except nats.errors.TimeoutError:
             # An idle stream is not an error. The server advances the ack floor a moment after
             # the acks, so the last batch may not have been purged yet: do it now.
-            await self._settle_acks()
+            await self._ack_committed()
             if self._purged_below < self._last_acked:
                 await self._purge_acknowledged()
             return
         finally:
             self._fetching = None
-        if not msgs:
+        if not numbered:
             return
         if self._reconnected():
             # Fetched across a reconnect: the server may have restarted with older messages
@@ -248,24 +251,29 @@ class Consumer:
             return
         if not self._stopping.is_set():
             self._fetching = self._fetch(sub)
-        numbered = sorted(((_stream_sequence(m), m) for m in msgs), key=_first)  # metadata parsed once
         self.fetched += len(numbered)
-        received_at = self.clock()
-        items = [Received(raw=m.data, via=f"nats:{m.subject}", received_at=received_at, stream=self._stream_key,
-                          seq=seq) for seq, m in numbered]
+        # This batch goes to the writer first; the last batch's acks (and the purge) go out while it
+        # commits. Ack after commit: a crash before the acks means redelivery, and a redelivered
+        # message is recognised, never decided twice. A lost ack means the same.
+        committing = asyncio.ensure_future(self.on_batch(items))
+        acking = self._ack_committed()
         try:
-            await self.on_batch(items)
+            await committing
         except Exception as e:
+            await asyncio.wait([acking])  # the acks of what was committed before still count
             raise BatchFailed from e
+        await acking
         self.batches += 1
-        # Ack after commit: a crash before the acks means redelivery, and a redelivered message is
-        # recognised, never a second event. The acks (and the purge) go out while the next batch
-        # commits; the ones before them must have gone out first, or their error is raised here.
-        await self._settle_acks()
-        self._acking = asyncio.ensure_future(  # noqa: RUF006 (kept, and awaited by _settle_acks)
-            self._ack([m for _, m in numbered], numbered[-1][0]))
+        self._unacked = ([m for _, m in numbered], numbered[-1][0])
+
+    def _ack_committed(self) -> asyncio.Task[None]:
+        unacked, self._unacked = self._unacked, None
+        return asyncio.ensure_future(self._ack(*unacked) if unacked else asyncio.sleep(0))
 
     async def _ack(self, msgs: list[Msg], last: int) -> None:
+        # Let the batch submitted just before reach the writer thread first: the acks below do not
+        # yield to the event loop, and the writer would wait for all of them.
+        await asyncio.sleep(0)
         for m in msgs:
             await m.ack()
         if not self.nc.is_connected:
@@ -277,12 +285,6 @@ class Consumer:
         self.acked += len(msgs)
         self._last_acked = last
         await self._purge_acknowledged()
-
-    async def _settle_acks(self) -> None:
-        """Wait for the last committed batch's acks; raise what went wrong with them."""
-        acking, self._acking = self._acking, None
-        if acking is not None:
-            await acking
 
     async def _purge_acknowledged(self) -> None:
         """The stream is a conveyor, not a record (SPEC §6): drop everything at or below the
@@ -317,15 +319,25 @@ class Consumer:
         self._sub = await self._js.pull_subscribe_bind(DURABLE, stream=STREAM)
         self._reconnects_seen = reconnects
 
-    def _fetch(self, sub: JetStreamContext.PullSubscription) -> asyncio.Task[list[Msg]]:
+    def _fetch(self, sub: JetStreamContext.PullSubscription) -> asyncio.Task[Fetched]:
+        """A fetch, under way while the previous batch commits; it also does the per-message work
+        (sequence numbers, Received items), so the writer waits for as little as possible."""
+        return asyncio.ensure_future(self._fetch_batch(sub, self._stream_key))
+
+    async def _fetch_batch(self, sub: JetStreamContext.PullSubscription, stream_key: str) -> Fetched:
         # No idle heartbeat: nats-py 2.16 keeps it on a fetch's second pull request while shortening
         # that request's expiry to the time left, which the server refuses ("heartbeat value too
         # large") and which restarted delivery for nothing. A 1 s fetch needs none.
-        return asyncio.ensure_future(sub.fetch(self.batch, timeout=FETCH_TIMEOUT))
+        msgs = await sub.fetch(self.batch, timeout=FETCH_TIMEOUT)
+        received_at = self.clock()
+        numbered = sorted(((_stream_sequence(m), m) for m in msgs), key=_first)  # metadata parsed once
+        items = [Received(raw=m.data, via=f"nats:{m.subject}", received_at=received_at, stream=stream_key, seq=seq)
+                 for seq, m in numbered]
+        return numbered, items
 
     async def _unsubscribe(self) -> None:
         try:
-            await self._settle_acks()  # committed batches are acked before delivery restarts
+            await self._ack_committed()  # committed batches are acked before delivery restarts
         except Exception as e:
             if self.nc.is_closed:
                 log.debug("jetstream consumer: acks lost with the connection: %s", e)

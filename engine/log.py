@@ -156,7 +156,10 @@ class _BatchView:
         self._ids: dict[str, tuple[bytes, int]] = {row[0]: (row[1], row[2]) for row in logged}
         self._erased = {row[0]: True for row in _select_in(c, "SELECT customer FROM erased", "customer", customers)}
         self._erased.update((customer, False) for customer in customers if customer not in self._erased)
-        self._cases: dict[str, Case | None] = {}
+        cases = list({case for tp in touchpoints if (case := case_id(tp)) is not None})
+        self._cases: dict[str, Case | None] = dict.fromkeys(cases)
+        for case, state in _select_in(c, "SELECT case_id, state FROM cases", "case_id", cases):
+            self._cases[case] = _case_decoder.decode(state)
         self.new_ids: list[tuple[str, bytes, int]] = []
         self.changed_cases: set[str] = set()
 
@@ -221,8 +224,16 @@ class _Deliveries:
         self._c.executemany("INSERT OR REPLACE INTO deliveries VALUES (?,?)", list(self._new.items()))
 
 
+_personal_fields_of: dict[type, tuple[str, ...]] = {}
+
+
 def _carries_personal(tp: Touchpoint[Any]) -> bool:
-    return any(getattr(tp.data, name, None) is not None for name in PERSONAL_FIELDS)
+    kind = type(tp.data)
+    names = _personal_fields_of.get(kind)
+    if names is None:
+        names = _personal_fields_of[kind] = tuple(
+            name for name in getattr(kind, "__struct_fields__", ()) if name in PERSONAL_FIELDS)
+    return any(getattr(tp.data, name) is not None for name in names)
 
 
 def _select_in(c: SQLiteCursor, select: str, column: str, values: list[str]) -> list[Any]:
