@@ -99,6 +99,19 @@ def vmhwm(pid: int | None) -> int | None:
     return None
 
 
+def _children(parent: int, marker: bytes) -> list[int]:
+    """Live child processes of `parent` whose command line contains `marker`."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
+            if ppid == parent and marker in (status.parent / "cmdline").read_bytes():
+                found.append(int(status.parent.name))
+        except (OSError, ValueError, StopIteration):
+            continue
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -163,6 +176,14 @@ class Engine:
     @property
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
+
+    def rss(self) -> int | None:
+        """Peak RSS of the engine and its log writer together (two processes since the writer
+        moved out, each with its own peak: their sum is an upper bound of the pair's)."""
+        engine = vmhwm(self.pid)
+        if engine is None or self.pid is None:
+            return engine
+        return engine + sum(vmhwm(pid) or 0 for pid in _children(self.pid, b"engine.writer"))
 
     def nats_pid(self) -> int | None:
         """The nats-server the engine started (its pid file), if it runs our config."""
@@ -331,7 +352,7 @@ async def run_engine_nats(started: Started, workload: Workload, expected: Expect
                 seconds = time.perf_counter() - t0
         finally:
             await nc.close()
-        rss, nats_rss = vmhwm(engine.pid), vmhwm(engine.nats_pid())
+        rss, nats_rss = engine.rss(), vmhwm(engine.nats_pid())
     finally:
         engine.stop()
     events, rejects = engine.log_counts()
@@ -389,7 +410,7 @@ async def run_engine_http(started: Started, workload: Workload, expected: Expect
         t0 = time.perf_counter()
         await asyncio.gather(*(client(b) for b in bodies))
         seconds = time.perf_counter() - t0
-        rss, nats_rss = vmhwm(engine.pid), vmhwm(engine.nats_pid())
+        rss, nats_rss = engine.rss(), vmhwm(engine.nats_pid())
     finally:
         engine.stop()
     events, rejects = engine.log_counts()
@@ -557,7 +578,7 @@ async def run_engine_drain(started: Started, workload: Workload, expected: Expec
                 return False
 
             await wait_for(committed, "the engine's log head", timeout=START_TIMEOUT)
-        rss, nats_rss = vmhwm(engine.pid), vmhwm(engine.nats_pid())
+        rss, nats_rss = engine.rss(), vmhwm(engine.nats_pid())
     finally:
         engine.stop()
     log_events, rejects = engine.log_counts()
