@@ -191,8 +191,9 @@ class Projector:
         if change is None:
             return
         before, after = change
-        self.con.execute("UPDATE origins SET owner=? WHERE channel=? AND handle=? AND epoch=?",
-                         (after, channel, handle, epoch))
+        oid = self._existing_oid(Origin(None, channel, handle, epoch))
+        if oid is not None:  # an identity that carried no event yet gets its row, and owner, later
+            self.con.execute("UPDATE origins SET owner=? WHERE oid=?", (after, oid))
         if before is not None and before.startswith("~"):
             self._forget(before)  # a linked identity is no profile of its own any more
         elif before is not None:

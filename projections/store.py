@@ -21,6 +21,8 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS origins (oid INTEGER PRIMARY KEY, customer TEXT, channel TEXT, handle TEXT, "
     "epoch INTEGER NOT NULL, owner TEXT, UNIQUE (customer, channel, handle, epoch))",
     "CREATE INDEX IF NOT EXISTS origins_by_owner ON origins(owner)",
+    # An identity's origins (the UNIQUE index above leads with the customer, NULL for these).
+    "CREATE INDEX IF NOT EXISTS origins_by_identity ON origins(channel, handle, epoch) WHERE channel IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS events (position INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, "
     "occurred_at TEXT NOT NULL, oid INTEGER NOT NULL, rung INTEGER, weight REAL, detail TEXT, record BLOB NOT NULL)",
     "CREATE INDEX IF NOT EXISTS events_by_origin ON events(oid, occurred_at)",
