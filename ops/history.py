@@ -19,7 +19,8 @@ from commands.parsing import normalise_identity
 from commands.touchpoints import PERSONAL_FIELDS
 from engine.keys import decrypt_text, key_id_of
 from engine.settings import REPLAY_MARKER, UsageError
-from ops.audit import open_log
+from ops.audit import LOG_FILE, open_log
+from projections.store import LOG_EVENTS
 
 READ_FILE = "read.sqlite"
 
@@ -49,8 +50,9 @@ def history(data: Path, key: str) -> History:
         try:
             erased_at, oids = _origins(con, key, data)
             marks = ",".join("?" * len(oids))
-            rows = con.execute(f"SELECT record FROM events WHERE oid IN ({marks}) ORDER BY occurred_at, id",
-                               oids).fetchall()
+            con.execute("ATTACH DATABASE ? AS log", ((data / LOG_FILE).absolute().as_uri() + "?mode=ro",))
+            rows = con.execute(f"SELECT l.state FROM events e JOIN log.{LOG_EVENTS} l ON l.rowid = e.position "
+                               f"WHERE e.oid IN ({marks}) ORDER BY e.occurred_at, e.id", oids).fetchall()
             row = con.execute("SELECT position FROM tracking WHERE name='read-models'").fetchone()
         except sqlite3.Error as e:
             raise UsageError(f"cannot read the read models at {read_path}: {e}; "

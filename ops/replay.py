@@ -23,7 +23,7 @@ from engine.log import Log, LogError
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
 from projections.runner import Projector
-from projections.store import instant, sortable
+from projections.store import VERSION, instant, sortable
 
 READ_FILE = "read.sqlite"
 PAGE = 5000  # records folded per transaction
@@ -38,6 +38,13 @@ class _Record(msgspec.Struct):
 
 
 _record = msgspec.json.Decoder(_Record)
+
+
+class _Hashed(msgspec.Struct):
+    hash: str
+
+
+_hashed = msgspec.json.Decoder(_Hashed)
 
 
 # --- rebuild -----------------------------------------------------------------------------------------
@@ -55,7 +62,7 @@ def rebuild(data: Path, progress: Progress = lambda n: None) -> int:
             partial = data / f"{READ_FILE}.rebuild"
             if not _resumable(partial, log):
                 _remove_database(partial)
-            projector = Projector(partial)
+            projector = Projector(partial, bulk=True)
             try:
                 position = _fold(projector, log, log.head.position, progress)
             finally:
@@ -80,26 +87,27 @@ def _data_locked(data: Path) -> Iterator[None]:
 
 
 def _resumable(partial: Path, log: Log) -> bool:
-    """A rebuild left by a kill carries on when it is a prefix of this log: its last folded record
-    is the log's record at that position, byte for byte (the record holds the chain's hash, so the
-    whole prefix is the same)."""
+    """A rebuild left by a kill carries on when it is a prefix of this log: the chain hash of its
+    last folded record is the hash of the log's record at that position (the hash covers the whole
+    prefix, SPEC §8), and its layout is this version's."""
     if not partial.exists():
         return False
     try:
         con = sqlite3.connect(partial)
         try:
-            row = con.execute("SELECT position FROM tracking WHERE name='read-models'").fetchone()
-            position = int(row[0]) if row else 0
-            folded = con.execute("SELECT record FROM events WHERE position=?", (position,)).fetchone()
+            if int(con.execute("PRAGMA user_version").fetchone()[0]) != VERSION:
+                return False
+            row = con.execute("SELECT position, hash FROM tracking WHERE name='read-models'").fetchone()
         finally:
             con.close()
     except sqlite3.Error:
         return False  # not a read model we can trust: start again
-    if position == 0:
+    if row is None:
         return True
-    if position > log.head.position or folded is None:
+    position, folded = int(row[0]), row[1]
+    if position > log.head.position:
         return False
-    return bytes(folded[0]) == log.records(position - 1, 1)[0]
+    return bool(folded == _hashed.decode(log.records(position - 1, 1)[0]).hash)
 
 
 def _install(partial: Path, target: Path) -> None:
@@ -160,7 +168,7 @@ def replay(data: Path, into: Path, *, to_position: int | None = None, to_time: d
         except OSError as e:
             raise UsageError(f"cannot write to {into.parent}: {e.strerror}") from e
         try:
-            projector = Projector(build / READ_FILE)
+            projector = Projector(build / READ_FILE, bulk=True)
             try:
                 _fold(projector, log, position, progress)
             finally:

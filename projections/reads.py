@@ -20,7 +20,7 @@ from projections.advocacy import advocacy, explain_advocacy
 from projections.counts import counts_at
 from projections.engagement import LADDER, consent_granted, engagement, explain_engagement
 from projections.sla import case_view
-from projections.store import instant, sortable
+from projections.store import LOG_EVENTS, instant, sortable
 
 _case_decoder = msgspec.msgpack.Decoder(Case)
 
@@ -30,14 +30,19 @@ class NotFound(msgspec.Struct, frozen=True):
 
 
 class Reads:
-    def __init__(self, path: Path) -> None:
+    """`path`: the read models; `log_path`: the log they are folded from, where timelines read
+    the records themselves."""
+
+    def __init__(self, path: Path, log_path: Path) -> None:
         self.path = path
+        self.log_path = log_path
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         """Open for reading; the tables must exist (the runtime creates them before the runner starts)."""
         self._db = await aiosqlite.connect(self.path, timeout=30)
         await self._db.execute("PRAGMA query_only=ON")
+        await self._db.execute("ATTACH DATABASE ? AS log", (str(self.log_path),))
 
     async def close(self) -> None:
         if self._db is not None:
@@ -161,12 +166,13 @@ class Reads:
             return await self._absent(key)
         oids = [row[0] for row in await self._all("SELECT oid FROM origins WHERE owner=?", (key,))]
         marks = ",".join("?" * len(oids))
-        sql = f"SELECT occurred_at, id, record FROM events WHERE oid IN ({marks}) AND occurred_at <= ?"
+        sql = (f"SELECT e.occurred_at, e.id, l.state FROM events e JOIN log.{LOG_EVENTS} l ON l.rowid = e.position "
+               f"WHERE e.oid IN ({marks}) AND e.occurred_at <= ?")
         params: list[Any] = [*oids, sortable(as_of)]
         if before is not None:
-            sql += " AND (occurred_at, id) < (?, ?)"
+            sql += " AND (e.occurred_at, e.id) < (?, ?)"
             params += list(before)
-        rows = await self._all(sql + " ORDER BY occurred_at DESC, id DESC LIMIT ?", [*params, limit + 1])
+        rows = await self._all(sql + " ORDER BY e.occurred_at DESC, e.id DESC LIMIT ?", [*params, limit + 1])
         items = [_timeline_item(row[2], reveal) for row in rows[:limit]]
         return items, ((rows[limit - 1][0], rows[limit - 1][1]) if len(rows) > limit else None)
 

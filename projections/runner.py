@@ -29,7 +29,15 @@ from projections.advocacy import weight
 from projections.directory import Directory, Link, Origin, customer_origin
 from projections.engagement import RANK, rung_of
 from projections.sla import TARGETS, minutes
-from projections.store import BEGINNING, connect, sortable
+from projections.store import (
+    BEGINNING,
+    DEFERRED_INDEXES,
+    FOLD_INDEXES,
+    connect,
+    create_indexes,
+    drop_indexes,
+    sortable,
+)
 
 log = logging.getLogger("engage.projections")
 
@@ -37,6 +45,8 @@ NAME = "read-models"
 PAGE = 1000
 ANCHOR_EVERY = 60.0  # seconds between moves of the counts' anchor while idle
 SPAN_FLUSH = 20_000  # span rows inserted together while sweeping
+BULK_CACHE_KIB = 64 * 1024
+BULK_CHECKPOINT_PAGES = 16_384  # 64 MiB of WAL between checkpoints (1,000 pages by default)
 # Ingest comes first: when the cores are busy, the engine's writer and consumer (producers wait on
 # them, SPEC §2) run before the fold, and the read models catch up when the burst is over (their
 # lag is in /health). Idle cores still go to the runner: niceness only orders who waits.
@@ -59,6 +69,7 @@ class Logged(msgspec.Struct):
 
 class Record(msgspec.Struct):
     position: int
+    hash: str
     event: Logged
 
 
@@ -67,10 +78,20 @@ _whole = msgspec.json.Decoder(dict[str, Any])
 
 
 class Projector:
-    """The fold of the log into the read-model tables (one writer, on the runner's thread)."""
+    """The fold of the log into the read-model tables (one writer, on the runner's thread).
 
-    def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    `bulk=True` is for a file nobody reads until the fold is over (`engage rebuild`, `engage
+    replay`): readers' indexes are dropped and built once by the first span sweep, which ends the
+    bulk mode; a larger page cache and fewer WAL checkpoints."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 bulk: bool = False) -> None:
         self.con = connect(path)
+        self._bulk = bulk
+        if bulk:
+            self.con.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+            self.con.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
+            drop_indexes(self.con)
         counts.create(self.con)
         self._clock = clock  # where the counts' anchor moves to (answers never depend on it)
         self.directory = self._load_directory()
@@ -104,6 +125,7 @@ class Projector:
         and the first page applied with `respan=True` sweeps each of them once."""
         dirty: set[str] = set()
         position = self.position
+        last_hash: str | None = None
         self.con.execute("BEGIN IMMEDIATE")
         try:
             self._rows.clear()
@@ -113,17 +135,19 @@ class Projector:
                 record = _record.decode(line)
                 if record.position != position + 1:
                     raise RuntimeError(f"the log jumped from position {position} to {record.position}")
-                position = record.position
+                position, last_hash = record.position, record.hash
                 self._fold(record.position, record.event, line, dirty)
-            self.con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", self._rows)
+            self.con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", self._rows)
             self._write_cases()
             self.con.executemany("INSERT OR IGNORE INTO profiles VALUES (?)", [(p,) for p in sorted(self._profiles)])
             self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(p,) for p in sorted(dirty)])
             if respan:
                 self._respan_dirty()
             counts.move(self.con, self._clock())
-            self.con.execute("INSERT OR REPLACE INTO tracking VALUES (?,?)", (NAME, position))
+            if last_hash is not None:
+                self.con.execute("INSERT OR REPLACE INTO tracking VALUES (?,?,?)", (NAME, position, last_hash))
             self.con.execute("COMMIT")
+            self._bulk = self._bulk and not respan  # the sweep built the readers' indexes
         except BaseException:
             self.con.execute("ROLLBACK")
             self.directory = self._load_directory()  # the in-memory state rolls back with the rows
@@ -142,8 +166,7 @@ class Projector:
         oid = self._oid(origin)
         rung = rung_of(ev.type)
         self._rows.append((position, ev.id, ev.type, sortable(ev.occurred_at), oid,
-                           None if rung is None else RANK[rung], weight(ev.type, ev.data), _detail(ev.type, ev.data),
-                           line))
+                           None if rung is None else RANK[rung], weight(ev.type, ev.data), _detail(ev.type, ev.data)))
         owner = self.directory.owner(origin)
         if owner is not None:
             self._profiles.add(owner)
@@ -251,6 +274,8 @@ class Projector:
         delete per span table, then one pass over the dirty profiles' events grouped by owner (a
         query per profile cost more than the sweep itself). Marked profiles that no longer exist
         (linked or erased since) just lose their spans."""
+        if self._bulk:
+            create_indexes(self.con, FOLD_INDEXES)
         c, dirty = counts.anchor(self.con), "profile IN (SELECT profile FROM dirty)"
         counts.add(self.con, counts.containing(self.con, c, dirty, ()), -1)
         self.con.execute("DELETE FROM engagement_spans WHERE profile IN (SELECT profile FROM dirty)")
@@ -278,6 +303,8 @@ class Projector:
             if len(engagement) >= SPAN_FLUSH:  # memory stays flat however many profiles are dirty
                 self._insert_spans(engagement, advocacy)
         self._insert_spans(engagement, advocacy)
+        if self._bulk:
+            create_indexes(self.con, DEFERRED_INDEXES)
         counts.add(self.con, counts.containing(self.con, c, dirty, ()))
         self.con.execute("DELETE FROM dirty")
 

@@ -15,7 +15,9 @@ BEGINNING = "0001-01-01T00:00:00.000000Z"
 END = "9999-12-31T23:59:59.999999Z"
 
 SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+    # How far the fold has read the log, and the chain hash of the record there (SPEC §8): a
+    # rebuild resumes only on the log it started from.
+    "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL, hash TEXT)",
     # Who sent each event: a customer, or an identity in an epoch (projections/directory.py), and
     # the profile its events belong to now (NULL once that is an erased customer).
     "CREATE TABLE IF NOT EXISTS origins (oid INTEGER PRIMARY KEY, customer TEXT, channel TEXT, handle TEXT, "
@@ -23,8 +25,10 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS origins_by_owner ON origins(owner)",
     # An identity's origins (the UNIQUE index above leads with the customer, NULL for these).
     "CREATE INDEX IF NOT EXISTS origins_by_identity ON origins(channel, handle, epoch) WHERE channel IS NOT NULL",
+    # What the folds need of each event. The record itself stays in the log: the timeline and
+    # `engage history` read it there by position (the log's rowid).
     "CREATE TABLE IF NOT EXISTS events (position INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, "
-    "occurred_at TEXT NOT NULL, oid INTEGER NOT NULL, rung INTEGER, weight REAL, detail TEXT, record BLOB NOT NULL)",
+    "occurred_at TEXT NOT NULL, oid INTEGER NOT NULL, rung INTEGER, weight REAL, detail TEXT)",
     "CREATE INDEX IF NOT EXISTS events_by_origin ON events(oid, occurred_at)",
     # A profile's latest consent per purpose as of T, for the /customers?marketing= filter.
     "CREATE INDEX IF NOT EXISTS events_consent ON events(oid, occurred_at) WHERE type = 'consent.changed'",
@@ -57,6 +61,33 @@ SCHEMA = [
 ]
 
 
+# The layout above. A read model of another version is dropped and folded again from the log
+# (it holds nothing of its own); `engage up --read-only` serves an older one as it is.
+VERSION = 2
+LOG_EVENTS = "stored_events"  # the log's table (engine/log.py, eventsourcing's recorder): rowid = position
+
+
+# Secondary indexes that only readers need: a bulk fold (a rebuild or a replay into a file nobody
+# reads yet) drops them and builds them once at its end, which is ~10 µs an event cheaper than
+# keeping them up to date row by row. The span sweep itself reads through primary keys and
+# events_by_origin, which `create_indexes` builds first.
+DEFERRED_INDEXES = ("events_consent", "engagement_spans_by_end", "engagement_spans_by_start",
+                    "advocacy_spans_by_end", "advocacy_spans_by_start")
+FOLD_INDEXES = ("events_by_origin",)
+
+
+def drop_indexes(con: sqlite3.Connection) -> None:
+    for name in (*FOLD_INDEXES, *DEFERRED_INDEXES):
+        con.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def create_indexes(con: sqlite3.Connection, names: tuple[str, ...]) -> None:
+    """The named indexes of SCHEMA, where missing."""
+    for statement in SCHEMA:
+        if statement.startswith("CREATE INDEX") and statement.split()[5] in names:
+            con.execute(statement)
+
+
 def sortable(moment: datetime) -> str:
     """`2026-10-01T12:00:00.000000Z` (isoformat, not strftime: this runs for every event folded).
     Decoded instants are UTC already: then the conversion is skipped."""
@@ -70,12 +101,25 @@ def instant(text: str) -> datetime:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """The runner's connection: WAL (readers never block it), explicit transactions."""
+    """The runner's connection: WAL (readers never block it), explicit transactions. Tables of an
+    earlier version are dropped first: the runner then folds the log again from position 1."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")  # rebuildable from the log: a lost tail is replayed
     con.execute("PRAGMA secure_delete=ON")
-    for statement in SCHEMA:
-        con.execute(statement)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if int(con.execute("PRAGMA user_version").fetchone()[0]) != VERSION:
+            tables = con.execute("SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+            for (table,) in tables.fetchall():
+                con.execute(f'DROP TABLE "{table}"')
+        for statement in SCHEMA:
+            con.execute(statement)
+        con.execute(f"PRAGMA user_version={VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
     return con
+

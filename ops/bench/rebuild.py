@@ -91,7 +91,7 @@ def rebuild_role(log_path: Path, into: Path, report: Path) -> None:
     from projections.runner import Projector
 
     log = Log(log_path, create=False)
-    projector = Projector(into)
+    projector = Projector(into, bulk=True)
     try:
         upto = log.head.position
         t0 = time.perf_counter()

@@ -67,7 +67,7 @@ async def reads(tmp_path: Path) -> AsyncIterator[Reads]:
     log, projector = build(tmp_path, story())
     projector.close()
     log.close()
-    r = Reads(tmp_path / "read.sqlite")
+    r = Reads(tmp_path / "read.sqlite", tmp_path / "log.sqlite")
     await r.open()
     yield r
     await r.close()
@@ -215,7 +215,7 @@ async def test_statistics_from_spans_equal_every_profile_folded_exactly_at_any_i
         projector.apply(page)
     projector.close()
     log.close()
-    reads = Reads(tmp_path / "read.sqlite")
+    reads = Reads(tmp_path / "read.sqlite", tmp_path / "log.sqlite")
     await reads.open()
     try:
         keys = [row[0] for row in await reads._all("SELECT key FROM profiles")]

@@ -255,6 +255,53 @@ def test_a_rebuild_resumed_between_out_of_order_links_gives_the_same_owners(tmp_
     assert dump(resumed) == dump(tmp_path / "clean.sqlite")
 
 
+
+def committed_log(path: Path, seed: int, n: int = 1500) -> Log:
+    log = Log(path)
+    workload = generate(n, customers=120, seed=seed, anchor=ANCHOR)
+    for start in range(0, len(workload), 500):
+        log.commit([Received(raw, "test", ANCHOR) for raw in workload.lines[start:start + 500]])
+    return log
+
+
+def test_a_partial_rebuild_of_another_log_is_started_again(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    committed_log(data / "log.sqlite", seed=1).close()
+    clean = copy_data(data, tmp_path / "clean")
+    ok(engage("rebuild", "--data", str(clean)))
+    other = committed_log(tmp_path / "other" / "log.sqlite", seed=2)  # same length, other events
+    partial = Projector(data / "read.sqlite.rebuild")
+    partial.apply(other.records(0, 700), respan=False)
+    partial.close()
+    other.close()
+
+    folding: list[int] = []
+    rebuild(data, folding.append)
+    assert folding[0] == 0  # the partial's last record is not this log's: nothing of it is kept
+    assert dump(data / "read.sqlite") == dump(clean / "read.sqlite")
+
+
+def test_read_models_of_an_earlier_layout_are_folded_again(tmp_path: Path) -> None:
+    log = committed_log(tmp_path / "log.sqlite", seed=3)
+    old = sqlite3.connect(tmp_path / "read.sqlite")  # version 1: the record itself in every event row
+    old.execute("CREATE TABLE tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+    old.execute("INSERT INTO tracking VALUES ('read-models', 900)")
+    old.execute("CREATE TABLE events (position INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, "
+                "occurred_at TEXT NOT NULL, oid INTEGER NOT NULL, rung INTEGER, weight REAL, detail TEXT, "
+                "record BLOB NOT NULL)")
+    old.commit()
+    old.close()
+    projector = Projector(tmp_path / "read.sqlite")
+    assert projector.position == 0  # dropped: the fold starts from the first record
+    projector.apply(log.records(0, 10_000))
+    projector.close()
+    fresh = Projector(tmp_path / "fresh.sqlite")
+    fresh.apply(log.records(0, 10_000))
+    fresh.close()
+    log.close()
+    assert dump(tmp_path / "read.sqlite") == dump(tmp_path / "fresh.sqlite")
+
+
 # --- replay --------------------------------------------------------------------------------------------
 
 
