@@ -37,6 +37,7 @@ from projections.store import (
     create_indexes,
     drop_indexes,
     sortable,
+    sortable_text,
 )
 
 log = logging.getLogger("engage.projections")
@@ -61,7 +62,7 @@ class Logged(msgspec.Struct):
 
     id: str
     type: str
-    occurred_at: datetime
+    occurred_at: str  # as the log writes it (commands/instants.py); `sortable_text` makes it sortable
     customer: str | None = None
     identity: dict[str, str] | None = None
     data: dict[str, Any] = {}
@@ -165,7 +166,7 @@ class Projector:
             origin = self.directory.identity_origin(ev.identity["channel"], ev.identity["handle"])
         oid = self._oid(origin)
         rung = rung_of(ev.type)
-        self._rows.append((position, ev.id, ev.type, sortable(ev.occurred_at), oid,
+        self._rows.append((position, ev.id, ev.type, sortable_text(ev.occurred_at), oid,
                            None if rung is None else RANK[rung], weight(ev.type, ev.data), _detail(ev.type, ev.data)))
         owner = self.directory.owner(origin)
         if owner is not None:
@@ -205,7 +206,7 @@ class Projector:
     def _link(self, ev: Logged, dirty: set[str]) -> None:
         channel, handle = ev.data["channel"], ev.data["handle"]
         assert ev.customer is not None  # identity.linked requires a customer (SPEC §1)
-        link = Link(sortable(ev.occurred_at), ev.id, ev.customer)
+        link = Link(sortable_text(ev.occurred_at), ev.id, ev.customer)
         change = self.directory.link(channel, handle, link)
         epoch = self.directory.epochs.get((channel, handle), 0)
         kept = self.directory.links[(channel, handle, epoch)]  # the winner, not the one arriving late

@@ -77,7 +77,7 @@ def engagement_spans(h: History) -> list[tuple[str, str, str, str, str | None]]:
         observed = _observed(counts)
         level = "withheld" if withheld else (stated or observed)
         values.append((level, observed, stated))
-    return [(start, end, *value) for start, end, value in _merge([BEGINNING, *map(sortable, breaks)], values)]
+    return [(start, end, *value) for start, end, value in _merge([None, *breaks], values)]
 
 
 def _observed(counts: list[int]) -> str:
@@ -119,7 +119,7 @@ def advocacy_spans(h: History) -> list[tuple[str, str, str]]:
             consented += 1
         score = 0.0 if k < 0 else points[k][1] * 2.0 ** (-(at - origin).total_seconds() / _TAU)
         values.append("withheld" if withheld else tier(score))
-    return _merge([BEGINNING, *map(sortable, ordered)], values)
+    return _merge([None, *ordered], values)
 
 
 def _crossing(total: float, threshold: float, origin: datetime) -> datetime | None:
@@ -149,14 +149,13 @@ def _add(partials: list[float], x: float) -> None:
     partials[i:] = [x]
 
 
-def _merge(starts: list[str], values: list[V]) -> list[tuple[str, str, V]]:
-    """Adjacent spans with the same value become one; the last runs to the end of time."""
-    spans: list[tuple[str, str, V]] = []
+def _merge(starts: list[datetime | None], values: list[V]) -> list[tuple[str, str, V]]:
+    """Adjacent spans with the same value become one; the first starts at the beginning of time
+    (None), the last runs to its end. Only the boundaries kept are written as text."""
+    kept: list[tuple[datetime | None, V]] = []
     for start, value in zip(starts, values, strict=True):
-        if spans and spans[-1][2] == value:
-            continue
-        if spans:
-            spans[-1] = (spans[-1][0], start, spans[-1][2])
-        spans.append((start, END, value))
-    return spans
+        if not kept or kept[-1][1] != value:
+            kept.append((start, value))
+    texts = [BEGINNING if start is None else sortable(start) for start, _ in kept] + [END]
+    return [(texts[k], texts[k + 1], value) for k, (_, value) in enumerate(kept)]
 

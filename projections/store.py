@@ -96,6 +96,16 @@ def sortable(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
+def sortable_text(text: str) -> str:
+    """`sortable` of an instant the log wrote (RFC 3339, UTC, `Z`, six fraction digits or none:
+    commands/instants.py) without parsing it; any other spelling goes through a datetime."""
+    if len(text) == 27 and text[19] == "." and text[26] == "Z":
+        return text
+    if len(text) == 20 and text[19] == "Z":
+        return text[:19] + ".000000Z"
+    return sortable(datetime.fromisoformat(text))
+
+
 def instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
