@@ -441,13 +441,18 @@ class Log:
         return [n.state for n in notes]
 
     def iter_records(self, after: int = 0, upto: int | None = None, page: int = 2000) -> Iterator[bytes]:
-        """Every record after `after`, paged by notification id: a row missing from a tampered
-        file shows as a gap in positions, never as a skipped page."""
+        """Every record after `after` (up to `upto`, inclusive)."""
+        for records in self.pages(after, upto, page):
+            yield from records
+
+    def pages(self, after: int = 0, upto: int | None = None, page: int = 2000) -> Iterator[list[bytes]]:
+        """The records after `after` a page at a time, paged by notification id: a row missing
+        from a tampered file shows as a gap in positions, never as a skipped page."""
         while True:
             notes = self._recorder.select_notifications(start=after + 1, limit=page, stop=upto)
             if not notes:
                 return
-            yield from (n.state for n in notes)
+            yield [n.state for n in notes]
             after = notes[-1].id
 
     def rejects(self, *, reason: str | None = None, after: int = 0, limit: int = 100) -> list[RejectRow]:

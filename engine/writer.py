@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import signal
-import struct
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -32,12 +31,12 @@ from typing import IO
 import msgspec
 
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
+from engine.frames import read_frame, write_frame
 from engine.log import Head, Log, LogError
 from engine.received import Received
 
 log = logging.getLogger("engage.writer")
 
-_LENGTH = struct.Struct(">I")
 FAULT_ENV = "ENGAGE_WRITER_FAULT"  # tests only: "exit-after-commit"
 CLOSE_TIMEOUT = 30.0  # seconds a writer may take to finish its last batch and close
 
@@ -80,26 +79,6 @@ def unpack(packed: tuple[int, int, str, str]) -> Outcome:
     if kind == _REDELIVERED:
         return Redelivered(number)
     return Rejected(reason, detail)  # type: ignore[arg-type]  # the child sent a Reason
-
-
-def _write_frame(stream: IO[bytes], payload: bytes) -> None:
-    stream.write(_LENGTH.pack(len(payload)))
-    stream.write(payload)
-    stream.flush()
-
-
-def _read_frame(stream: IO[bytes]) -> bytes | None:
-    """The next frame, or None at a clean end of stream."""
-    header = stream.read(_LENGTH.size)
-    if not header:
-        return None
-    if len(header) < _LENGTH.size:
-        raise EOFError("the stream ended inside a frame header")
-    (size,) = _LENGTH.unpack(header)
-    payload = stream.read(size)
-    if len(payload) < size:
-        raise EOFError("the stream ended inside a frame")
-    return payload
 
 
 class WriterProcess:
@@ -149,7 +128,7 @@ class WriterProcess:
         proc = self._proc
         assert proc is not None and proc.stdin is not None
         try:
-            _write_frame(proc.stdin, _batch_encoder.encode(list(batch)))
+            write_frame(proc.stdin, _batch_encoder.encode(list(batch)))
         except OSError as e:
             self._reap()
             raise WriterGone(f"the log writer went away: {e}") from e
@@ -180,7 +159,7 @@ class WriterProcess:
         proc = self._proc
         assert proc is not None and proc.stdout is not None
         try:
-            frame = _read_frame(proc.stdout)
+            frame = read_frame(proc.stdout)
         except (OSError, EOFError) as e:
             self._reap()
             raise WriterGone(f"the log writer went away mid-answer: {e}") from e
@@ -223,22 +202,22 @@ def serve(path: Path, incoming: IO[bytes], outgoing: IO[bytes]) -> int:
     try:
         log_ = Log(path)
     except LogError as e:
-        _write_frame(outgoing, _reply_encoder.encode(_Reply(error=str(e))))
+        write_frame(outgoing, _reply_encoder.encode(_Reply(error=str(e))))
         return 2
     try:
-        _write_frame(outgoing, _reply_encoder.encode(_Reply(head=log_.head)))
-        while (frame := _read_frame(incoming)) is not None:
+        write_frame(outgoing, _reply_encoder.encode(_Reply(head=log_.head)))
+        while (frame := read_frame(incoming)) is not None:
             batch = _batch_decoder.decode(frame)
             try:
                 outcomes = log_.commit(batch)
             except Exception as e:  # nothing of the batch is committed; a fresh writer re-reads the head
                 log.exception("commit failed")
-                _write_frame(outgoing, _reply_encoder.encode(_Reply(error=f"{type(e).__name__}: {e}")))
+                write_frame(outgoing, _reply_encoder.encode(_Reply(error=f"{type(e).__name__}: {e}")))
                 return 1
             if os.environ.get(FAULT_ENV) == "exit-after-commit":
                 os._exit(9)  # committed, never answered: what a crash at the worst moment looks like
             reply = _Reply(outcomes=[pack(o) for o in outcomes], head=log_.head)
-            _write_frame(outgoing, _reply_encoder.encode(reply))
+            write_frame(outgoing, _reply_encoder.encode(reply))
         return 0
     finally:
         log_.close()

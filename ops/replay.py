@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 
 from commands.instants import rfc3339
+from engine import readahead
 from engine.datalock import DataBusy, DataLock
 from engine.log import Log, LogError
 from engine.settings import REPLAY_MARKER, UsageError
@@ -285,16 +286,17 @@ def _fold(projector: Projector, log: Log, upto: int, progress: Progress) -> int:
     swept once at the end (`respan`), as the runner does when it catches up."""
     position = projector.position
     progress(position)
-    while position < upto:
-        page = log.records(position, PAGE, upto)
-        if not page:
-            raise UsageError(f"the log at {log.path} ends at position {position}, before {upto}: "
-                             f"run engage verify --data {log.path.parent}")
-        try:
+    try:
+        for page in readahead.pages(log.path, position, upto, PAGE):  # read while the last page folds
             position = projector.apply(page, respan=False)
-        except RuntimeError as e:  # a position jumped: a row is missing from the log file
-            raise UsageError(f"{e} in {log.path}: run engage verify --data {log.path.parent}") from e
-        progress(position)
+            progress(position)
+    except RuntimeError as e:  # a position jumped: a row is missing from the log file
+        raise UsageError(f"{e} in {log.path}: run engage verify --data {log.path.parent}") from e
+    except LogError as e:
+        raise UsageError(f"{e}: run engage verify --data {log.path.parent}") from e
+    if position < upto:
+        raise UsageError(f"the log at {log.path} ends at position {position}, before {upto}: "
+                         f"run engage verify --data {log.path.parent}")
     projector.apply([], respan=True)
     return position
 
