@@ -6,7 +6,6 @@ The SQLite recorder has no push subscription: the runner polls the notification 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import signal
@@ -24,7 +23,7 @@ import msgspec
 
 from commands.cases import Case, apply
 from commands.touchpoints import Touchpoint, case_id, from_wire
-from projections import counts, spans
+from projections import counts, sweep
 from projections.advocacy import weight
 from projections.directory import Directory, Link, Origin, customer_origin
 from projections.engagement import RANK, rung_of
@@ -45,7 +44,6 @@ log = logging.getLogger("engage.projections")
 NAME = "read-models"
 PAGE = 1000
 ANCHOR_EVERY = 60.0  # seconds between moves of the counts' anchor while idle
-SPAN_FLUSH = 20_000  # span rows inserted together while sweeping
 BULK_CACHE_KIB = 64 * 1024
 BULK_CHECKPOINT_PAGES = 16_384  # 64 MiB of WAL between checkpoints (1,000 pages by default)
 # Ingest comes first: when the cores are busy, the engine's writer and consumer (producers wait on
@@ -87,6 +85,7 @@ class Projector:
 
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  bulk: bool = False) -> None:
+        self.path = path
         self.con = connect(path)
         self._bulk = bulk
         if bulk:
@@ -127,6 +126,10 @@ class Projector:
         dirty: set[str] = set()
         position = self.position
         last_hash: str | None = None
+        if respan and self._bulk:  # committed on its own: a sweep helper reads through it
+            self.con.execute("BEGIN IMMEDIATE")
+            create_indexes(self.con, FOLD_INDEXES)
+            self.con.execute("COMMIT")
         self.con.execute("BEGIN IMMEDIATE")
         try:
             self._rows.clear()
@@ -143,7 +146,7 @@ class Projector:
             self.con.executemany("INSERT OR IGNORE INTO profiles VALUES (?)", [(p,) for p in sorted(self._profiles)])
             self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(p,) for p in sorted(dirty)])
             if respan:
-                self._respan_dirty()
+                self._respan_dirty(shared=last_hash is None)  # nothing folded in this transaction
             counts.move(self.con, self._clock())
             if last_hash is not None:
                 self.con.execute("INSERT OR REPLACE INTO tracking VALUES (?,?,?)", (NAME, position, last_hash))
@@ -270,40 +273,32 @@ class Projector:
         engagement.clear()
         advocacy.clear()
 
-    def _respan_dirty(self) -> None:
+    def _respan_dirty(self, *, shared: bool) -> None:
         """Recompute the spans of every profile marked dirty, in a few set-wise statements: one
-        delete per span table, then one pass over the dirty profiles' events grouped by owner (a
-        query per profile cost more than the sweep itself). Marked profiles that no longer exist
-        (linked or erased since) just lose their spans."""
-        if self._bulk:
-            create_indexes(self.con, FOLD_INDEXES)
+        delete per span table, then one pass over the dirty profiles' histories (projections/
+        sweep.py). Marked profiles that no longer exist (linked or erased since) just lose their
+        spans. `shared`: this transaction wrote nothing the sweep reads, so a helper process reading
+        the committed file sees what this one does and can take half of a large sweep."""
         c, dirty = counts.anchor(self.con), "profile IN (SELECT profile FROM dirty)"
         counts.add(self.con, counts.containing(self.con, c, dirty, ()), -1)
         self.con.execute("DELETE FROM engagement_spans WHERE profile IN (SELECT profile FROM dirty)")
         self.con.execute("DELETE FROM advocacy_spans WHERE profile IN (SELECT profile FROM dirty)")
-        existing = [row[0] for row in self.con.execute(
-            "SELECT d.profile FROM dirty d JOIN profiles p ON p.key = d.profile ORDER BY d.profile")]
-        # Only origins that carried an event have rows, and `origins.owner` is the profile their
-        # events belong to now (kept by _link and _erase), so this join is each profile's history.
-        rows = self.con.execute(
-            "SELECT o.owner, e.occurred_at, e.id, e.type, e.rung, e.weight, e.detail "
-            "FROM dirty d JOIN profiles p ON p.key = d.profile JOIN origins o ON o.owner = d.profile "
-            "JOIN events e ON e.oid = o.oid ORDER BY o.owner")
-        groups = itertools.groupby(rows, key=lambda row: row[0])  # both in the same (binary) order
-        group = next(groups, None)
-        engagement: list[tuple[Any, ...]] = []
-        advocacy: list[tuple[Any, ...]] = []
-        for profile in existing:
-            mine: list[Any] = []
-            if group is not None and group[0] == profile:
-                mine = [row[1:] for row in group[1]]
-                group = next(groups, None)
-            history = spans.History.from_rows(mine)
-            engagement += [(profile, *span) for span in spans.engagement_spans(history)]
-            advocacy += [(profile, *span) for span in spans.advocacy_spans(history)]
-            if len(engagement) >= SPAN_FLUSH:  # memory stays flat however many profiles are dirty
+        profiles = sweep.existing_dirty(self.con)
+        helper = None
+        if shared and len(profiles) >= sweep.SHARED_FROM:
+            half = len(profiles) // 2
+            helper = sweep.Helper(self.path, profiles[:half])
+            profiles = profiles[half:]
+        try:
+            for engagement, advocacy in sweep.swept(self.con, profiles):
                 self._insert_spans(engagement, advocacy)
-        self._insert_spans(engagement, advocacy)
+            if helper is not None:
+                results = helper.results()
+                for engagement, advocacy in results or sweep.swept(self.con, helper.profiles):
+                    self._insert_spans(engagement, advocacy)
+        finally:
+            if helper is not None:
+                helper.stop()
         if self._bulk:
             create_indexes(self.con, DEFERRED_INDEXES)
         counts.add(self.con, counts.containing(self.con, c, dirty, ()))

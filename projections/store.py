@@ -29,7 +29,7 @@ SCHEMA = [
     # `engage history` read it there by position (the log's rowid).
     "CREATE TABLE IF NOT EXISTS events (position INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, "
     "occurred_at TEXT NOT NULL, oid INTEGER NOT NULL, rung INTEGER, weight REAL, detail TEXT)",
-    "CREATE INDEX IF NOT EXISTS events_by_origin ON events(oid, occurred_at)",
+    "CREATE INDEX IF NOT EXISTS events_by_origin ON events(oid, occurred_at, id, type, rung, weight, detail)",
     # A profile's latest consent per purpose as of T, for the /customers?marketing= filter.
     "CREATE INDEX IF NOT EXISTS events_consent ON events(oid, occurred_at) WHERE type = 'consent.changed'",
     "CREATE TABLE IF NOT EXISTS links (channel TEXT NOT NULL, handle TEXT NOT NULL, epoch INTEGER NOT NULL, "

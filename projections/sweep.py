@@ -1,0 +1,133 @@
+"""The span sweep: the spans of each profile marked dirty, computed from its history (spans.py).
+
+The runner sweeps a key range of the dirty profiles at a time. A large sweep (the end of a rebuild
+or of a long catch-up) is shared with a helper process (`python -m projections.sweep`), which
+computes the lower half of the keys from the committed read models while the runner computes the
+upper half, and leaves its rows in a file of frames (engine/frames.py) that the runner inserts in
+its own transaction. Computing spans is Python work: in one process the two halves would take turns
+on the GIL.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine.frames import read_frame, write_frame
+from projections import spans
+
+log = logging.getLogger("engage.projections")
+
+SPAN_FLUSH = 20_000  # engagement span rows handed over together: memory stays flat
+SHARED_FROM = 4_000  # dirty profiles from which a sweep is shared with a helper process
+FAULT_ENV = "ENGAGE_SWEEP_FAULT"  # tests only: "exit" makes a helper fail before it sweeps
+
+Rows = list[tuple[Any, ...]]
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(tuple[list[tuple[str, str, str, str, str, str | None]],
+                                         list[tuple[str, str, str, str]]])
+
+
+def existing_dirty(con: sqlite3.Connection) -> list[str]:
+    """The profiles marked dirty that still exist (linked or erased ones only lose their spans)."""
+    return [row[0] for row in con.execute(
+        "SELECT d.profile FROM dirty d JOIN profiles p ON p.key = d.profile ORDER BY d.profile")]
+
+
+def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[tuple[Rows, Rows]]:
+    """(engagement rows, advocacy rows) of `profiles` (sorted, consecutive among the existing dirty
+    ones), in batches. One pass over their events grouped by owner: a query per profile cost more
+    than the spans themselves."""
+    if not profiles:
+        return
+    # Only origins that carried an event have rows, and `origins.owner` is the profile their
+    # events belong to now (kept by the runner's _link and _erase), so this join is each history.
+    rows = con.execute(
+        "SELECT o.owner, e.occurred_at, e.id, e.type, e.rung, e.weight, e.detail "
+        "FROM dirty d JOIN profiles p ON p.key = d.profile JOIN origins o ON o.owner = d.profile "
+        "JOIN events e ON e.oid = o.oid WHERE d.profile >= ? AND d.profile <= ? ORDER BY o.owner",
+        (profiles[0], profiles[-1]))
+    groups = itertools.groupby(rows, key=lambda row: row[0])  # both in the same (binary) order
+    group = next(groups, None)
+    engagement: Rows = []
+    advocacy: Rows = []
+    for profile in profiles:
+        mine: list[Any] = []
+        if group is not None and group[0] == profile:
+            mine = [row[1:] for row in group[1]]
+            group = next(groups, None)
+        history = spans.History.from_rows(mine)
+        engagement += [(profile, *span) for span in spans.engagement_spans(history)]
+        advocacy += [(profile, *span) for span in spans.advocacy_spans(history)]
+        if len(engagement) >= SPAN_FLUSH:
+            yield engagement, advocacy
+            engagement, advocacy = [], []
+    if engagement or advocacy:
+        yield engagement, advocacy
+
+
+class Helper:
+    """A helper process sweeping `profiles` from the committed read models at `read_path`."""
+
+    def __init__(self, read_path: Path, profiles: list[str]) -> None:
+        from engine.natsserver import _die_with_parent
+
+        self.profiles = profiles
+        self._out = read_path.with_name(f"{read_path.name}.sweep-{os.getpid()}")
+        self._out.unlink(missing_ok=True)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "projections.sweep", str(read_path), str(self._out), profiles[0], profiles[-1]],
+            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent(os.getpid()),
+        )
+
+    def results(self) -> Iterator[tuple[Rows, Rows]] | None:
+        """Its batches once it is done; None when it failed (the caller then sweeps them itself)."""
+        code = self._proc.wait()
+        if code != 0:
+            log.warning("projections: the sweep helper exited with code %s; sweeping its share here", code)
+            self._out.unlink(missing_ok=True)
+            return None
+        return self._read()
+
+    def _read(self) -> Iterator[tuple[Rows, Rows]]:
+        try:
+            with self._out.open("rb") as frames:
+                while (frame := read_frame(frames)) is not None:
+                    engagement, advocacy = _decoder.decode(frame)
+                    yield list(engagement), list(advocacy)
+        finally:
+            self._out.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._out.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m projections.sweep READ OUT FIRST LAST`: what `Helper` starts."""
+    read_path, out, first, last = argv if argv is not None else sys.argv[1:]
+    if os.environ.get(FAULT_ENV) == "exit":
+        return 3
+    con = sqlite3.connect(Path(read_path).absolute().as_uri() + "?mode=ro", uri=True, timeout=30)
+    try:
+        profiles = [p for p in existing_dirty(con) if first <= p <= last]
+        with open(out, "wb") as frames:
+            for batch in swept(con, profiles):
+                write_frame(frames, _encoder.encode(batch))
+    finally:
+        con.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
