@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import sqlite3
@@ -109,7 +110,15 @@ def rebuild_role(log_path: Path, into: Path, report: Path) -> None:
         projector.close()
         log.close()
     report.write_text(json.dumps({"events": position, "seconds": seconds, "respan_seconds": seconds - t_fold,
-                                  "rss": vmhwm(os.getpid())}))
+                                  "rss": _with_children(vmhwm(os.getpid()))}))
+
+
+def _with_children(own: int | None) -> int | None:
+    """Peak RSS of this process plus the largest of its children that ended (the log's reader and
+    the sweep helper, which do not overlap in time): the rebuild's own footprint, not the ceiling's."""
+    if own is None:
+        return None
+    return own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
 
 
 def in_process(started: Started, role: list[str], out: Path, report: Path) -> dict[str, Any]:
