@@ -81,6 +81,7 @@ class Helper:
         from engine.natsserver import _die_with_parent
 
         self.profiles = profiles
+        _remove_stale(read_path)
         self._out = read_path.with_name(f"{read_path.name}.sweep-{os.getpid()}")
         self._out.unlink(missing_ok=True)
         self._proc = subprocess.Popen(
@@ -111,6 +112,25 @@ class Helper:
             self._proc.kill()
             self._proc.wait()
         self._out.unlink(missing_ok=True)
+
+
+def _remove_stale(read_path: Path) -> None:
+    """Rows left by the helper of a runner that was killed mid-sweep (the file is named after the
+    runner's pid): nothing reads them any more."""
+    for left in read_path.parent.glob(f"{read_path.name}.sweep-*"):
+        pid = left.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            left.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

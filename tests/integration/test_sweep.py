@@ -2,6 +2,8 @@
 models of a sweep done in one process, and a helper that fails leaves its share to the runner."""
 from __future__ import annotations
 
+import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,3 +70,17 @@ def test_a_helper_that_fails_leaves_its_share_to_the_runner(log_path: Path, tmp_
     assert "the sweep helper exited with code 3" in caplog.text
     assert dump(shared) == dump(alone)
     assert helpers_left(tmp_path) == []
+
+
+def test_rows_left_by_a_killed_runner_go_when_the_next_helper_starts(log_path: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    finished = subprocess.Popen(["true"])  # a pid that no longer runs
+    finished.wait()
+    stale = tmp_path / f"shared.sqlite.sweep-{finished.pid}"
+    stale.write_bytes(b"rows of a sweep nobody finished")
+    live = tmp_path / f"shared.sqlite.sweep-{os.getppid()}"  # a runner still sweeping: left alone
+    live.write_bytes(b"")
+    monkeypatch.setattr(sweep, "SHARED_FROM", 10)
+    rebuilt(log_path, tmp_path / "shared.sqlite", bulk=True)
+    assert not stale.exists()
+    assert live.exists()
