@@ -7,25 +7,24 @@ publish could be lost to a power cut).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import sysconfig
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from engine.children import die_with_parent
 
 CONFIG_NAME = "nats-server.conf"
 LOG_NAME = "nats-server.log"
 PID_NAME = "nats-server.pid"
 MAX_PAYLOAD = 1024 * 1024  # > 64 KiB, so an oversized touchpoint reaches the engine as `too_large`
 START_TIMEOUT = 10.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class NatsServerError(Exception):
@@ -118,7 +117,7 @@ class NatsServer:
                 # drains (commit, then ack over this server) and then stops it. nats-server traps
                 # SIGINT itself, so in our group it would die before the last acks.
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=die_with_parent(os.getpid()),
             )
         except OSError as e:
             raise NatsServerError(f"cannot run {binary}: {e.strerror}") from e
@@ -240,20 +239,6 @@ class NatsServer:
                 "choose another (0 picks a free one)"
             )
         return f"nats-server exited during start (code {code}): {said} (log: {self.log_path})"
-
-
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    """The child's pre-exec hook: SIGTERM when the engine dies, even by SIGKILL (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
-
-    def hook() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the engine died between fork and prctl
-            os._exit(1)
-
-    return hook
 
 
 def _quote(value: str) -> str:

@@ -19,6 +19,7 @@ from typing import IO
 
 import msgspec
 
+from engine.children import die_with_parent
 from engine.frames import read_frame, write_frame
 from engine.log import Log, LogError
 
@@ -34,11 +35,9 @@ _decoder = msgspec.msgpack.Decoder(list[bytes] | _End)
 def pages(log_path: Path, after: int, upto: int, page: int) -> Iterator[list[bytes]]:
     """The records after `after` up to `upto` (inclusive), a page at a time, read by a child
     process. A failure to read the log raises LogError here; leaving early stops the reader."""
-    from engine.natsserver import _die_with_parent
-
     reader = subprocess.Popen(
         [sys.executable, "-m", "engine.readahead", str(log_path), str(after), str(upto), str(page)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=_die_with_parent(os.getpid()),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=die_with_parent(os.getpid()),
     )
     assert reader.stdout is not None
     try:

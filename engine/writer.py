@@ -31,6 +31,7 @@ from typing import IO
 import msgspec
 
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
+from engine.children import die_with_parent
 from engine.frames import read_frame, write_frame
 from engine.log import Head, Log, LogError
 from engine.received import Received
@@ -103,12 +104,10 @@ class WriterProcess:
 
     def start(self) -> None:
         """Start the writer and wait until it has opened the log. Raises LogError when it cannot."""
-        from engine.natsserver import _die_with_parent
-
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "engine.writer", str(self.path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
         )
         try:
             reply = self._receive()

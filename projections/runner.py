@@ -23,6 +23,7 @@ import msgspec
 
 from commands.cases import Case, apply
 from commands.touchpoints import Touchpoint, case_id, from_wire
+from engine.children import die_with_parent
 from projections import counts, sweep
 from projections.advocacy import weight
 from projections.directory import Directory, Link, Origin, customer_origin
@@ -401,11 +402,9 @@ class RunnerProcess:
         self.error: str | None = None
 
     def start(self) -> None:
-        from engine.natsserver import _die_with_parent
-
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "projections.runner", "--log", str(self._log_path), "--read", str(self._path)],
-            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent(os.getpid()),
+            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(os.getpid()),
         )
         with contextlib.suppress(OSError):  # a platform without it runs the runner at our priority
             os.setpriority(os.PRIO_PROCESS, self._proc.pid, RUNNER_NICENESS)

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from engine.children import alive, die_with_parent
 from engine.frames import read_frame, write_frame
 from projections import spans
 
@@ -78,15 +79,13 @@ class Helper:
     """A helper process sweeping `profiles` from the committed read models at `read_path`."""
 
     def __init__(self, read_path: Path, profiles: list[str]) -> None:
-        from engine.natsserver import _die_with_parent
-
         self.profiles = profiles
         _remove_stale(read_path)
         self._out = read_path.with_name(f"{read_path.name}.sweep-{os.getpid()}")
         self._out.unlink(missing_ok=True)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "projections.sweep", str(read_path), str(self._out), profiles[0], profiles[-1]],
-            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent(os.getpid()),
+            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(os.getpid()),
         )
 
     def results(self) -> Iterator[tuple[Rows, Rows]] | None:
@@ -119,18 +118,8 @@ def _remove_stale(read_path: Path) -> None:
     runner's pid): nothing reads them any more."""
     for left in read_path.parent.glob(f"{read_path.name}.sweep-*"):
         pid = left.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             left.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:

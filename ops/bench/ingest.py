@@ -58,6 +58,7 @@ from typing import Any
 
 import httpx
 
+from engine.children import alive
 from engine.settings import Settings
 from ops.bench.events import SEED, Workload, check, generate
 
@@ -110,16 +111,6 @@ def _children(parent: int, marker: bytes) -> list[int]:
         except (OSError, ValueError, StopIteration):
             continue
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Started:
@@ -219,7 +210,7 @@ class Engine:
         nats_pid = self.nats_pid()
         if self.proc is not None:
             self.started.stop(self.proc)
-        if nats_pid is not None and _alive(nats_pid) and self.nats_pid() == nats_pid:
+        if nats_pid is not None and alive(nats_pid) and self.nats_pid() == nats_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(nats_pid, signal.SIGTERM)
 

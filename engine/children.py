@@ -1,0 +1,39 @@
+"""The engine's child processes (nats-server, the log's writer and reader, the projection runner
+and its sweep helper): each dies with the process that started it, and a pid can be asked after."""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> Callable[[], None] | None:
+    """The child's pre-exec hook: SIGTERM when the parent dies, even by SIGKILL (Linux only).
+
+    PR_SET_PDEATHSIG is per thread: the child is signalled when the thread that started it ends,
+    so start children from the main thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+
+    def hook() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return hook
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id runs (someone else's counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
