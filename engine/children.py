@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -37,3 +38,16 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def children_of(parent: int, marker: bytes) -> list[int]:
+    """The live children of `parent` whose command line contains `marker` (Linux: /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
+            if ppid == parent and marker in (status.parent / "cmdline").read_bytes():
+                found.append(int(status.parent.name))
+        except (OSError, ValueError, StopIteration):
+            continue
+    return found

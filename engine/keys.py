@@ -13,10 +13,11 @@ import base64
 import os
 import uuid
 from collections.abc import Iterable
-from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from engine.sql import Cursor, select_in
 
 PREFIX = "enc1:"
 
@@ -25,12 +26,6 @@ KEYS_TABLE = (
     "key_id TEXT PRIMARY KEY, owner TEXT NOT NULL, key BLOB NOT NULL, created_at TEXT NOT NULL)"
 )
 KEYS_INDEX = "CREATE INDEX IF NOT EXISTS keys_by_owner ON keys(owner)"
-
-
-class Cursor(Protocol):
-    def execute(self, *args: Any) -> None: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> Any: ...
 
 
 class KeyRing:
@@ -72,14 +67,14 @@ class KeyRing:
         batch instead of one per owner (a cache miss used to cost a query each)."""
         missing = [owner for owner in dict.fromkeys(owners) if owner not in self._current]
         self._absent = set(missing)
-        for start in range(0, len(missing), 500):  # well under SQLite's limit on bound parameters
-            chunk = missing[start:start + 500]
-            c.execute(f"SELECT owner, key_id, key FROM keys WHERE owner IN ({','.join('?' * len(chunk))}) "
-                      "ORDER BY created_at", chunk)
-            latest = {owner: (key_id, raw) for owner, key_id, raw in c.fetchall()}  # the newest one wins
-            for owner, (key_id, raw) in latest.items():
-                self._remember(owner, (key_id, AESGCM(raw)))
-                self._absent.discard(owner)
+        latest: dict[str, tuple[str, str, bytes]] = {}  # owner -> (created_at, key_id, key): the newest wins
+        for owner, key_id, raw, created_at in select_in(c, "SELECT owner, key_id, key, created_at FROM keys",
+                                                        "owner", missing):
+            if owner not in latest or created_at >= latest[owner][0]:
+                latest[owner] = (created_at, key_id, raw)
+        for owner, (_, key_id, raw) in latest.items():
+            self._remember(owner, (key_id, AESGCM(raw)))
+            self._absent.discard(owner)
 
     def destroy(self, c: Cursor, owners: list[str]) -> None:
         """Crypto-shredding: every key these owners ever had is deleted."""

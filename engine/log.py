@@ -39,6 +39,7 @@ from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_k
 from engine.chain import ZERO_HASH, seal
 from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text
 from engine.received import Received
+from engine.sql import select_in
 
 LOG_ID = uuid.uuid5(uuid.NAMESPACE_URL, "urn:engage:log")
 TOPIC = "engage:touchpoint/v1"
@@ -77,6 +78,10 @@ _logger = logging.getLogger("engage.log")
 class LogError(Exception):
     """The log cannot be used as it is (a user-facing, one-line message)."""
 
+
+# The recorder's table of events. Its rowid is the notification id, which this log keeps equal to
+# the position: replays copy it by rowid, and the read models' timelines join it by position.
+EVENTS_TABLE = "stored_events"
 
 # SQLite's default page cache is 2 MiB. The idempotency index (event ids) and the keys are looked up
 # and inserted at random places; once they outgrow the cache every batch reads pages back.
@@ -159,13 +164,13 @@ class _BatchView:
         self._c = c
         ids = list({tp.id for tp in touchpoints})
         customers = list({tp.customer for tp in touchpoints if isinstance(tp.customer, str)})
-        logged = _select_in(c, "SELECT id, digest, position FROM event_ids", "id", ids)
+        logged = select_in(c, "SELECT id, digest, position FROM event_ids", "id", ids)
         self._ids: dict[str, tuple[bytes, int]] = {row[0]: (row[1], row[2]) for row in logged}
-        self._erased = {row[0]: True for row in _select_in(c, "SELECT customer FROM erased", "customer", customers)}
+        self._erased = {row[0]: True for row in select_in(c, "SELECT customer FROM erased", "customer", customers)}
         self._erased.update((customer, False) for customer in customers if customer not in self._erased)
         cases = list({case for tp in touchpoints if (case := case_id(tp)) is not None})
         self._cases: dict[str, Case | None] = dict.fromkeys(cases)
-        for case, state in _select_in(c, "SELECT case_id, state FROM cases", "case_id", cases):
+        for case, state in select_in(c, "SELECT case_id, state FROM cases", "case_id", cases):
             self._cases[case] = _case_decoder.decode(state)
         self.new_ids: list[tuple[str, bytes, int]] = []
         self.changed_cases: set[str] = set()
@@ -243,15 +248,6 @@ def _carries_personal(tp: Touchpoint[Any]) -> bool:
     return any(getattr(tp.data, name) is not None for name in names)
 
 
-def _select_in(c: SQLiteCursor, select: str, column: str, values: list[str]) -> list[Any]:
-    rows: list[Any] = []
-    for start in range(0, len(values), 500):  # well under SQLite's limit on bound parameters
-        chunk = values[start:start + 500]
-        c.execute(f"{select} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
-        rows += c.fetchall()
-    return rows
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -268,7 +264,7 @@ class Log:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
             self._datastore = _Datastore(str(path))
-            self._recorder = LogRecorder(self._datastore)
+            self._recorder = LogRecorder(self._datastore, events_table_name=EVENTS_TABLE)
             if create:
                 self._recorder.create_table()
             self._check_durability()

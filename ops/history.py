@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from commands.parsing import normalise_identity
 from commands.touchpoints import PERSONAL_FIELDS
 from engine.keys import decrypt_text, key_id_of
+from engine.log import EVENTS_TABLE
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
-from projections.store import LOG_EVENTS
 
 READ_FILE = "read.sqlite"
 
@@ -51,7 +51,7 @@ def history(data: Path, key: str) -> History:
             erased_at, oids = _origins(con, key, data)
             marks = ",".join("?" * len(oids))
             con.execute("ATTACH DATABASE ? AS log", ((data / LOG_FILE).absolute().as_uri() + "?mode=ro",))
-            rows = con.execute(f"SELECT l.state FROM events e JOIN log.{LOG_EVENTS} l ON l.rowid = e.position "
+            rows = con.execute(f"SELECT l.state FROM events e JOIN log.{EVENTS_TABLE} l ON l.rowid = e.position "
                                f"WHERE e.oid IN ({marks}) ORDER BY e.occurred_at, e.id", oids).fetchall()
             row = con.execute("SELECT position FROM tracking WHERE name='read-models'").fetchone()
         except sqlite3.Error as e:

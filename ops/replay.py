@@ -20,7 +20,7 @@ import msgspec
 from commands.instants import rfc3339
 from engine import readahead
 from engine.datalock import DataBusy, DataLock
-from engine.log import Log, LogError
+from engine.log import EVENTS_TABLE, Log, LogError
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
 from projections.runner import Projector
@@ -28,7 +28,6 @@ from projections.store import VERSION, instant, sortable
 
 READ_FILE = "read.sqlite"
 PAGE = 5000  # records folded per transaction
-EVENTS_TABLE = "stored_events"  # the eventsourcing recorder's table, which engine/log.py keeps
 
 Progress = Callable[[int], None]
 

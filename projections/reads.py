@@ -16,11 +16,12 @@ import msgspec
 from commands.cases import Case
 from commands.instants import rfc3339
 from commands.touchpoints import PERSONAL_FIELDS
+from engine.log import EVENTS_TABLE
 from projections.advocacy import advocacy, explain_advocacy
 from projections.counts import counts_at
 from projections.engagement import LADDER, consent_granted, engagement, explain_engagement
 from projections.sla import case_view
-from projections.store import LOG_EVENTS, instant, sortable
+from projections.store import instant, sortable
 
 _case_decoder = msgspec.msgpack.Decoder(Case)
 
@@ -166,7 +167,7 @@ class Reads:
             return await self._absent(key)
         oids = [row[0] for row in await self._all("SELECT oid FROM origins WHERE owner=?", (key,))]
         marks = ",".join("?" * len(oids))
-        sql = (f"SELECT e.occurred_at, e.id, l.state FROM events e JOIN log.{LOG_EVENTS} l ON l.rowid = e.position "
+        sql = (f"SELECT e.occurred_at, e.id, l.state FROM events e JOIN log.{EVENTS_TABLE} l ON l.rowid = e.position "
                f"WHERE e.oid IN ({marks}) AND e.occurred_at <= ?")
         params: list[Any] = [*oids, sortable(as_of)]
         if before is not None:

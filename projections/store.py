@@ -64,7 +64,6 @@ SCHEMA = [
 # The layout above. A read model of another version is dropped and folded again from the log
 # (it holds nothing of its own); `engage up --read-only` serves an older one as it is.
 VERSION = 2
-LOG_EVENTS = "stored_events"  # the log's table (engine/log.py, eventsourcing's recorder): rowid = position
 
 
 # Secondary indexes that only readers need: a bulk fold (a rebuild or a replay into a file nobody

@@ -58,7 +58,7 @@ from typing import Any
 
 import httpx
 
-from engine.children import alive
+from engine.children import alive, children_of
 from engine.settings import Settings
 from ops.bench.events import SEED, Workload, check, generate
 
@@ -98,19 +98,6 @@ def vmhwm(pid: int | None) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
-
-
-def _children(parent: int, marker: bytes) -> list[int]:
-    """Live child processes of `parent` whose command line contains `marker`."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            ppid = next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("PPid:"))
-            if ppid == parent and marker in (status.parent / "cmdline").read_bytes():
-                found.append(int(status.parent.name))
-        except (OSError, ValueError, StopIteration):
-            continue
-    return found
 
 
 class Started:
@@ -174,7 +161,7 @@ class Engine:
         engine = vmhwm(self.pid)
         if engine is None or self.pid is None:
             return engine
-        return engine + sum(vmhwm(pid) or 0 for pid in _children(self.pid, b"engine.writer"))
+        return engine + sum(vmhwm(pid) or 0 for pid in children_of(self.pid, b"engine.writer"))
 
     def nats_pid(self) -> int | None:
         """The nats-server the engine started (its pid file), if it runs our config."""

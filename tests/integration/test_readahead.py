@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine import readahead
+from engine.children import children_of
 from engine.log import Log, LogError
 from engine.received import Received
 from ops.bench.events import generate
@@ -25,16 +26,7 @@ def log(tmp_path: Path) -> Log:
 
 def readers() -> list[int]:
     """Our children that are readers of the log."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"engine.readahead" in cmdline:
-            found.append(int(pid))
-    return found
+    return children_of(os.getpid(), b"engine.readahead")
 
 
 def test_the_pages_are_the_logs_own(log: Log) -> None:
