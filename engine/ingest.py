@@ -1,10 +1,16 @@
 """Ingest: parse → decide → commit, shared by the NATS and HTTP paths (SPEC §2: same outcomes).
 
-The log has one writer. Every batch, whichever path it came by, is committed from one dedicated
-thread (directly, or through the writer process of engine/writer.py), so the event loop keeps
-serving while SQLite fsyncs, and decisions never race. Submissions that arrive while a commit is
-running wait for it and are then committed together (group commit): a hundred concurrent
-single-event POSTs cost one fsync, not a hundred.
+The log has one writer. Every batch, whichever path it came by, is committed off the event loop
+(directly on a thread of its own, or through the writer process of engine/writer.py), so the
+loop keeps serving while SQLite fsyncs, and decisions never race. Submissions that arrive while
+a commit is running wait for it and are then committed together (group commit): a hundred
+concurrent single-event POSTs cost one fsync, not a hundred.
+
+With the writer process, two groups are in flight at once: the next group is already on its way
+while the writer commits one, so the writer does not sit idle while the engine answers the last
+group and encodes the next. Groups are sent on one thread and received on another, each in
+order, so the writer decides them in arrival order. If a group fails, the writer has exited
+without reading the one sent after it: that one fails too, and neither is acknowledged.
 """
 from __future__ import annotations
 
@@ -13,12 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
 from engine.received import Received
 
 GROUP_LIMIT = 4096  # inputs merged into one transaction at most
+IN_FLIGHT = 2  # groups handed to a writer process and not yet answered, at most
 
 
 class Committer(Protocol):
@@ -28,6 +35,15 @@ class Committer(Protocol):
     def commit(self, batch: Sequence[Received]) -> list[Outcome]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Pipelined(Protocol):
+    """A committer whose commit comes in two halves (engine.writer.WriterProcess)."""
+
+    def send(self, batch: Sequence[Received]) -> Any: ...
+
+    def receive(self, ticket: Any) -> list[Outcome]: ...
 
 
 class _Submission:
@@ -40,9 +56,14 @@ class _Submission:
 class Ingest:
     def __init__(self, log: Committer) -> None:
         self.log = log
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engage-writer")
+        self._pipelined = isinstance(log, Pipelined)
+        self._depth = IN_FLIGHT if self._pipelined else 1
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engage-writer")
+        self._receiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engage-writer-answers")
         self._waiting: list[_Submission] = []
-        self._committing: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._sending: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[None]] = set()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (path, outcome or reason) -> n
         # Called after each committed group with (seconds the commit took, inputs in it): metrics.
         self.on_commit: list[Callable[[float, int], None]] = []
@@ -54,33 +75,57 @@ class Ingest:
             return []
         submission = _Submission(items, path)
         self._waiting.append(submission)
-        if self._committing is None or self._committing.done():
-            self._committing = asyncio.create_task(self._commit_waiting())
+        self._send_soon()
         return await submission.done
 
-    async def _commit_waiting(self) -> None:
+    def _send_soon(self) -> None:
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send_waiting())
+
+    async def _send_waiting(self) -> None:
+        """Hand waiting groups on, in arrival order, while fewer than `_depth` are in flight."""
         loop = asyncio.get_running_loop()
-        while self._waiting:
+        while self._waiting and self._in_flight < self._depth:
             group = self._take_group()
             inputs = [item for submission in group for item in submission.items]
             started = time.perf_counter()
-            try:
-                outcomes = await loop.run_in_executor(self._writer, self.log.commit, inputs)
-            except Exception as e:  # nothing of the group was committed: every caller learns it
-                for submission in group:
-                    if not submission.done.done():
-                        submission.done.set_exception(e)
-                continue
-            for observe in self.on_commit:
-                observe(time.perf_counter() - started, len(inputs))
-            start = 0
-            for submission in group:
-                mine = outcomes[start:start + len(submission.items)]
-                start += len(submission.items)
-                for outcome in mine:
-                    self.outcomes[(submission.path, outcome_name(outcome))] += 1
-                if not submission.done.done():  # a caller that gave up still had its outcomes committed
-                    submission.done.set_result(mine)
+            self._in_flight += 1
+            answer: asyncio.Future[list[Outcome]]
+            if self._pipelined:
+                try:
+                    ticket = await loop.run_in_executor(self._sender, self.log.send, inputs)  # type: ignore[attr-defined]
+                except Exception as e:
+                    self._in_flight -= 1
+                    _fail(group, e)
+                    continue
+                # Submitted to the one receiving thread now, so answers are read in sending order.
+                answer = loop.run_in_executor(self._receiver, self.log.receive, ticket)  # type: ignore[attr-defined]
+            else:
+                answer = loop.run_in_executor(self._sender, self.log.commit, inputs)
+            finishing = asyncio.create_task(self._finish(group, len(inputs), answer, started))
+            self._finishing.add(finishing)
+            finishing.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, group: list[_Submission], size: int, answer: asyncio.Future[list[Outcome]],
+                      started: float) -> None:
+        try:
+            outcomes = await answer
+        except Exception as e:  # nothing of the group was committed: every caller learns it
+            _fail(group, e)
+            return
+        finally:
+            self._in_flight -= 1
+            self._send_soon()
+        for observe in self.on_commit:
+            observe(time.perf_counter() - started, size)
+        start = 0
+        for submission in group:
+            mine = outcomes[start:start + len(submission.items)]
+            start += len(submission.items)
+            for outcome in mine:
+                self.outcomes[(submission.path, outcome_name(outcome))] += 1
+            if not submission.done.done():  # a caller that gave up still had its outcomes committed
+                submission.done.set_result(mine)
 
     def _take_group(self) -> list[_Submission]:
         """The waiting submissions in arrival order, up to GROUP_LIMIT inputs (at least one)."""
@@ -93,8 +138,15 @@ class Ingest:
         return group
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._sender.shutdown(wait=True)
+        self._receiver.shutdown(wait=True)
         self.log.close()
+
+
+def _fail(group: list[_Submission], error: Exception) -> None:
+    for submission in group:
+        if not submission.done.done():
+            submission.done.set_exception(error)
 
 
 def outcome_name(outcome: Outcome) -> str:

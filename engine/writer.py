@@ -83,8 +83,13 @@ def unpack(packed: tuple[int, int, str, str]) -> Outcome:
 
 
 class WriterProcess:
-    """Same face as `Log` for Ingest: `commit(batch)`, `head`, `close()`. Not thread-safe: one
-    caller at a time (Ingest commits on one thread)."""
+    """Same face as `Log` for Ingest: `commit(batch)`, `head`, `close()`, and the same commit in
+    two halves, `send(batch)` then `receive(ticket)`, so that the next batch can be on its way
+    while the writer commits this one (Ingest keeps two in flight: the writer never waits for
+    the engine between batches).
+
+    Batches are decided in the order they were sent. Not thread-safe beyond that split: one
+    thread sends, one thread receives, in the same order."""
 
     def __init__(self, path: Path, *, keep_fds: Sequence[int] = ()) -> None:
         self.path = path
@@ -100,40 +105,55 @@ class WriterProcess:
 
     @property
     def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+        proc = self._proc
+        return None if proc is None else proc.pid
 
     def start(self) -> None:
         """Start the writer and wait until it has opened the log. Raises LogError when it cannot."""
-        self._proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "engine.writer", str(self.path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds,
             preexec_fn=die_with_parent(os.getpid()),
         )
+        self._proc = proc
         try:
-            reply = self._receive()
+            reply = self._receive(proc)
         except WriterGone as e:
             raise LogError(f"the log writer did not start: {e}") from e
         if reply.error is not None or reply.head is None:
-            self._reap()
+            self._reap(proc)
             raise LogError(reply.error or "the log writer did not say where the log's head is")
         self._head = reply.head
 
     def commit(self, batch: Sequence[Received]) -> list[Outcome]:
-        if self._proc is None or self._proc.poll() is not None:
-            code = None if self._proc is None else self._proc.returncode
+        return self.receive(self.send(batch))
+
+    def send(self, batch: Sequence[Received]) -> subprocess.Popen[bytes]:
+        """Hand `batch` to the writer (starting one if none is running); returns the ticket for
+        `receive`. Raises WriterGone when the writer cannot take it."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            code = None if proc is None else proc.returncode
             log.error("the log writer exited (code %s); starting it again", code)
             self.restarts += 1
             self.start()
-        proc = self._proc
+            proc = self._proc
         assert proc is not None and proc.stdin is not None
         try:
             write_frame(proc.stdin, _batch_encoder.encode(list(batch)))
-        except OSError as e:
-            self._reap()
+        except (OSError, ValueError) as e:  # ValueError: the receiver closed the pipe of a writer that failed
+            self._reap(proc)
             raise WriterGone(f"the log writer went away: {e}") from e
-        reply = self._receive()
+        return proc
+
+    def receive(self, ticket: subprocess.Popen[bytes]) -> list[Outcome]:
+        """The outcomes of the oldest batch sent with this ticket and not yet received, once the
+        writer has committed them. Raises WriterGone or LogError when it did not: then that batch
+        must not be acknowledged, and neither may any batch sent after it to the same writer
+        (a writer exits after an error, without reading further)."""
+        reply = self._receive(ticket)
         if reply.error is not None or reply.head is None:
-            self._reap()  # it exits after an error; the next commit starts a fresh one
+            self._reap(ticket)  # it exits after an error; the next send starts a fresh one
             raise LogError(reply.error or "the log writer answered without a head")
         self._head = reply.head
         return [unpack(packed) for packed in reply.outcomes]
@@ -154,24 +174,22 @@ class WriterProcess:
         if proc.stdout is not None:
             proc.stdout.close()
 
-    def _receive(self) -> _Reply:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
+    def _receive(self, proc: subprocess.Popen[bytes]) -> _Reply:
+        assert proc.stdout is not None
         try:
             frame = read_frame(proc.stdout)
-        except (OSError, EOFError) as e:
-            self._reap()
+        except (OSError, EOFError, ValueError) as e:  # ValueError: its pipe was closed by _reap
+            self._reap(proc)
             raise WriterGone(f"the log writer went away mid-answer: {e}") from e
         if frame is None:
-            code = self._reap()
+            code = self._reap(proc)
             raise WriterGone(f"the log writer exited (code {code}) without answering")
         return _reply_decoder.decode(frame)
 
-    def _reap(self) -> int | None:
-        """The child is done or broken: make sure it is gone, and forget it."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
+    def _reap(self, proc: subprocess.Popen[bytes]) -> int | None:
+        """This writer is done or broken: make sure it is gone, and forget it if it is current."""
+        if self._proc is proc:
+            self._proc = None
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):

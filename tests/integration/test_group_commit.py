@@ -7,20 +7,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
 from commands.outcomes import Accepted, Duplicate, Rejected
 from engine.chain import verify
-from engine.ingest import Ingest
+from engine.ingest import Committer, Ingest
 from engine.log import Log
 from engine.received import Received
+from engine.writer import WriterProcess
 from tests.integration.engine_process import EngineProcess
 from tests.samples import ev
 
 NOW = datetime(2026, 10, 2, tzinfo=UTC)
 
 
-async def test_concurrent_submissions_get_their_own_outcomes_in_arrival_order(tmp_path: Path) -> None:
-    ingest = Ingest(Log(tmp_path / "log.sqlite"))
+def _committer(kind: str, path: Path) -> Committer:
+    if kind == "log":
+        return Log(path)
+    writer = WriterProcess(path)  # what `engage up` runs: two groups in flight at once
+    writer.start()
+    return writer
+
+
+@pytest.mark.parametrize("kind", ["log", "writer process"])
+async def test_concurrent_submissions_get_their_own_outcomes_in_arrival_order(tmp_path: Path, kind: str) -> None:
+    ingest = Ingest(_committer(kind, tmp_path / "log.sqlite"))
     commits: list[int] = []
     ingest.on_commit.append(lambda _seconds, size: commits.append(size))
     try:
@@ -37,9 +48,15 @@ async def test_concurrent_submissions_get_their_own_outcomes_in_arrival_order(tm
         assert sorted(o[0].position for o in results) == list(range(1, 41))  # type: ignore[union-attr]
         assert ingest.outcomes[("test", "accepted")] == 40 and ingest.outcomes[("test", "malformed")] == 40
         assert len(commits) < 40 and sum(commits) == 120  # they shared transactions
-        assert verify(ingest.log.iter_records()) == (40, None)
     finally:
         ingest.close()
+    log = Log(tmp_path / "log.sqlite", create=False)
+    try:
+        assert verify(log.iter_records()) == (40, None)
+        # Arrival order is decision order: submission k got position k + 1.
+        assert [json.loads(r)["event"]["id"] for r in log.iter_records()] == [f"e-{k}-a" for k in range(40)]
+    finally:
+        log.close()
 
 
 async def test_a_hundred_concurrent_single_event_posts_all_land_once(tmp_path: Path) -> None:

@@ -113,6 +113,48 @@ def test_a_writer_dying_between_commit_and_answer_raises_and_the_retry_appends_n
         writer.close()
 
 
+def test_batches_sent_ahead_are_decided_in_sending_order(tmp_path: Path) -> None:
+    writer = WriterProcess(tmp_path / "log.sqlite")
+    writer.start()
+    try:
+        first = [Received(ev(f"f{k}", "idea.voted", {"idea": "i"}), "http", NOW) for k in range(3)]
+        second = [Received(ev(f"f{k}", "idea.voted", {"idea": "i"}), "http", NOW) for k in range(2, 5)]
+        one, two = writer.send(first), writer.send(second)  # both in the pipe before any answer
+        assert writer.receive(one) == [Accepted(1), Accepted(2), Accepted(3)]
+        assert writer.receive(two) == [Duplicate(3), Accepted(4), Accepted(5)]
+        assert writer.head.position == 5
+    finally:
+        writer.close()
+
+
+def test_a_batch_sent_behind_one_the_writer_never_answered_fails_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FAULT_ENV, "exit-after-commit")
+    writer = WriterProcess(tmp_path / "log.sqlite")
+    writer.start()
+    try:
+        first = [Received(ev(f"g{k}", "idea.voted", {"idea": "i"}), "nats:touchpoints.x", NOW, stream="S", seq=k + 1)
+                 for k in range(3)]
+        second = [Received(ev(f"g{k}", "idea.voted", {"idea": "i"}), "nats:touchpoints.x", NOW, stream="S", seq=k + 1)
+                  for k in range(3, 6)]
+        one = writer.send(first)
+        try:
+            two = writer.send(second)
+        except WriterGone:
+            two = None  # the writer was already gone: the second batch could not even be sent
+        with pytest.raises(WriterGone):
+            writer.receive(one)  # committed, never answered
+        if two is not None:
+            with pytest.raises(WriterGone):
+                writer.receive(two)  # never read by the writer that exited
+        monkeypatch.delenv(FAULT_ENV)
+        # Redelivered in order to a new writer: the first batch is known, the second is decided now.
+        assert writer.commit(first + second) == [Redelivered(1), Redelivered(2), Redelivered(3),
+                                                 Accepted(4), Accepted(5), Accepted(6)]
+    finally:
+        writer.close()
+
+
 def test_a_log_the_writer_cannot_open_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-db").write_bytes(b"this is not an SQLite file" * 100)
     with pytest.raises(LogError, match="cannot open the log"):
