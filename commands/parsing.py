@@ -217,9 +217,15 @@ def _normalise(wire: _Wire, now: datetime) -> Touchpoint[Any] | Rejected:
 def content_digest(tp: Touchpoint[Any]) -> bytes:
     """SHA-256 of the sorted JSON of `to_wire(tp)`: equal exactly for the "same content" of §2
     (instants, not offsets; normalised handles; omitted data as {}; defaults filled)."""
+    return hashlib.sha256(canonical_json(tp)).digest()
+
+
+def canonical_json(tp: Touchpoint[Any]) -> bytes:
+    """The sorted compact JSON of `to_wire(tp)`, which is its RFC 8785 form (engine/chain.py):
+    what `content_digest` hashes, and the event as a log record holds it."""
     # Encoding the Struct with sorted keys writes the same bytes as encoding to_wire(tp) sorted
     # (tests check it), without building the dict.
-    return hashlib.sha256(_sorted_encoder.encode(tp)).digest()
+    return _sorted_encoder.encode(tp)
 
 
 _sorted_encoder = msgspec.json.Encoder(order="sorted")

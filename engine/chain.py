@@ -31,10 +31,16 @@ class Broken(msgspec.Struct, frozen=True):
 
 def seal(position: int, recorded_at: str, event: dict[str, Any], prev_hash: str) -> Sealed:
     """The record of one accepted event, hashed over its canonical form without `hash`."""
-    body = {"position": position, "recorded_at": recorded_at, "event": event, "prev_hash": prev_hash}
-    digest = hashlib.sha256(_encode(body)).hexdigest()
-    body["hash"] = digest
-    return Sealed(line=_encode(body), hash=digest)
+    return seal_encoded(position, recorded_at, _encode(event), prev_hash)
+
+
+def seal_encoded(position: int, recorded_at: str, event: bytes, prev_hash: str) -> Sealed:
+    """`seal` for an event already in its canonical form: the record is written around it, the
+    event encoded once. The keys in canonical order are event, hash, position, prev_hash,
+    recorded_at, so the line is the hashed form with `"hash":"…",` after the event."""
+    tail = b',"position":%d,"prev_hash":%s,"recorded_at":%s}' % (position, _encode(prev_hash), _encode(recorded_at))
+    digest = hashlib.sha256(b'{"event":' + event + tail).hexdigest()
+    return Sealed(line=b'{"event":' + event + b',"hash":"' + digest.encode("ascii") + b'"' + tail, hash=digest)
 
 
 def verify(lines: Iterable[bytes | str]) -> tuple[int, Broken | None]:

@@ -12,6 +12,7 @@ library's process recorder, which writes its tracking row inside `_insert_events
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -34,9 +35,9 @@ from commands.cases import Case, apply
 from commands.decisions import decide, erased_customer
 from commands.instants import rfc3339
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
-from commands.parsing import content_digest, normalise_identity, parse
-from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_key, to_wire
-from engine.chain import ZERO_HASH, seal
+from commands.parsing import canonical_json, normalise_identity, parse
+from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_key
+from engine.chain import ZERO_HASH, seal_encoded
 from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text
 from engine.received import Received
 from engine.sql import select_in
@@ -239,13 +240,17 @@ class _Deliveries:
 _personal_fields_of: dict[type, tuple[str, ...]] = {}
 
 
-def _carries_personal(tp: Touchpoint[Any]) -> bool:
-    kind = type(tp.data)
+def _personal_fields(kind: type) -> tuple[str, ...]:
+    """The personal fields (SPEC §1) a catalogue data type has."""
     names = _personal_fields_of.get(kind)
     if names is None:
         names = _personal_fields_of[kind] = tuple(
             name for name in getattr(kind, "__struct_fields__", ()) if name in PERSONAL_FIELDS)
-    return any(getattr(tp.data, name) is not None for name in names)
+    return names
+
+
+def _carries_personal(tp: Touchpoint[Any]) -> bool:
+    return any(isinstance(getattr(tp.data, name), str) for name in _personal_fields(type(tp.data)))
 
 
 def _now() -> datetime:
@@ -334,7 +339,8 @@ class Log:
                     if isinstance(tp, Rejected):
                         outcomes.append(self._keep_reject(c, view, item, tp, recorded_at))
                         continue
-                    digest = content_digest(tp)
+                    encoded = canonical_json(tp)
+                    digest = hashlib.sha256(encoded).digest()  # commands.parsing.content_digest
                     verdict = decide(tp, digest, view)
                     if isinstance(verdict, Rejected):
                         outcomes.append(self._keep_reject(c, view, item, verdict, recorded_at))
@@ -343,7 +349,7 @@ class Log:
                         outcomes.append(verdict)
                         continue
                     position += 1
-                    sealed = seal(position, recorded_at, self._stored_form(c, tp, recorded_at), prev)
+                    sealed = seal_encoded(position, recorded_at, self._stored_form(c, tp, encoded, recorded_at), prev)
                     prev = sealed.hash
                     stored.append(StoredEvent(LOG_ID, position, TOPIC, sealed.line))
                     self._evolve(c, view, tp, digest, position)
@@ -372,16 +378,17 @@ class Log:
             _logger.warning("a reader kept the WAL from being truncated after an erasure; trying again "
                         "after the next commit")
 
-    def _stored_form(self, c: SQLiteCursor, tp: Touchpoint[Any], now: str) -> dict[str, Any]:
-        """The normalised event as the log holds it: personal fields as ciphertext under the key
-        of the profile that sent them (SPEC §8)."""
-        event = to_wire(tp)
-        data = event.get("data")
-        if data and not PERSONAL_FIELDS.isdisjoint(data):
-            key_id, aead = self._keys.current(c, profile_key(tp), now)
-            for name in PERSONAL_FIELDS.intersection(data):
-                data[name] = encrypt_text(key_id, aead, data[name])
-        return event
+    def _stored_form(self, c: SQLiteCursor, tp: Touchpoint[Any], encoded: bytes, now: str) -> bytes:
+        """The normalised event as the log holds it, in canonical JSON: personal fields as
+        ciphertext under the key of the profile that sent them (SPEC §8). `encoded` is the event's
+        canonical JSON as it came (what it is when it carries no personal field)."""
+        names = _personal_fields(type(tp.data))
+        plain = {name: value for name in names if isinstance(value := getattr(tp.data, name), str)}
+        if not plain:
+            return encoded
+        key_id, aead = self._keys.current(c, profile_key(tp), now)
+        sealed = {name: encrypt_text(key_id, aead, value) for name, value in plain.items()}
+        return canonical_json(msgspec.structs.replace(tp, data=msgspec.structs.replace(tp.data, **sealed)))
 
     def _evolve(self, c: SQLiteCursor, view: _BatchView, tp: Touchpoint[Any], digest: bytes,
                 position: int) -> None:
