@@ -7,6 +7,7 @@ exactly the live projections.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import sqlite3
@@ -19,6 +20,7 @@ import msgspec
 
 from commands.instants import rfc3339
 from engine import readahead
+from engine.children import alive
 from engine.datalock import DataBusy, DataLock
 from engine.log import EVENTS_TABLE, Log, LogError
 from engine.settings import REPLAY_MARKER, UsageError
@@ -164,7 +166,8 @@ def replay(data: Path, into: Path, *, to_position: int | None = None, to_time: d
         cutoff = to_time if to_time is not None else recorded_at
         try:
             into.parent.mkdir(parents=True, exist_ok=True)
-            build = Path(tempfile.mkdtemp(prefix=f".{into.name}.replay-", dir=into.parent))
+            _remove_abandoned_builds(into)
+            build = Path(tempfile.mkdtemp(prefix=f"{_build_prefix(into)}{os.getpid()}-", dir=into.parent))
         except OSError as e:
             raise UsageError(f"cannot write to {into.parent}: {e.strerror}") from e
         try:
@@ -192,6 +195,22 @@ def replay(data: Path, into: Path, *, to_position: int | None = None, to_time: d
         return position
     finally:
         log.close()
+
+
+def _build_prefix(into: Path) -> str:
+    """Where a replay into `into` is built: a hidden directory beside it, named after the
+    replaying process (`.NAME.replay-PID-RANDOM`)."""
+    return f".{into.name}.replay-"
+
+
+def _remove_abandoned_builds(into: Path) -> None:
+    """Build directories of replays into the same place whose process is gone (killed before it
+    could clean up): nothing will ever finish them."""
+    prefix = _build_prefix(into)
+    for left in into.parent.glob(glob.escape(prefix) + "*"):
+        pid = left.name[len(prefix):].partition("-")[0]
+        if left.is_dir() and pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def _check_new_directory(into: Path) -> None:

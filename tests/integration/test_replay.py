@@ -317,6 +317,27 @@ def test_a_replay_of_the_whole_log_equals_the_live_read_models(live: Live, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["replay"]  # nothing half-built left beside it
 
 
+def test_a_replay_killed_midway_leaves_nothing_the_next_one_keeps(live: Live, tmp_path: Path) -> None:
+    into = tmp_path / "replay"
+    ongoing = tmp_path / f".replay.replay-{os.getpid()}-x"  # a replay still running (this process): kept
+    ongoing.mkdir()
+    killed = subprocess.Popen([*ENGAGE, "replay", "--data", str(live.data), "--to-position", str(live.head),
+                               "--into", str(into)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(f".replay.replay-{killed.pid}-*")):  # it exists while the replay folds
+            assert killed.poll() is None, "the replay ended before it could be killed midway"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        killed.send_signal(signal.SIGKILL)
+    finally:
+        killed.wait()
+    assert list(tmp_path.glob(f".replay.replay-{killed.pid}-*")), "the killed replay left its build directory"
+    ok(engage("replay", "--data", str(live.data), "--to-position", str(live.head), "--into", str(into)))
+    assert dump(into / "read.sqlite") == dump(live.data / "read.sqlite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["replay", ongoing.name])
+
+
 def test_a_replay_to_a_position_equals_what_was_live_at_that_position(live: Live, tmp_path: Path) -> None:
     into = tmp_path / "replay"
     ok(engage("replay", "--data", str(live.data), "--to-position", str(live.middle), "--into", str(into)))
