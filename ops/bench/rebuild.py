@@ -32,12 +32,12 @@ import contextlib
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +47,7 @@ from urllib.parse import quote
 
 import httpx
 
+from engine.children import children_of
 from ops.bench.ingest import MIB, Started, _terminate, free_port, machine, say, vmhwm
 
 BATCH = 1000
@@ -96,29 +97,57 @@ def rebuild_role(log_path: Path, into: Path, report: Path) -> None:
     log = Log(log_path, create=False)
     projector = Projector(into, bulk=True)
     try:
-        upto = log.head.position
-        t0 = time.perf_counter()
-        position = projector.position
-        for page in readahead.pages(log_path, position, upto, PAGE):  # as ops.replay._fold
-            position = projector.apply(page, respan=False)
-        if position != upto:
-            raise RuntimeError(f"the log ends at {position}, before {upto}")
-        t_fold = time.perf_counter() - t0
-        projector.apply([], respan=True)
-        seconds = time.perf_counter() - t0
+        with ChildPeaks() as children:
+            upto = log.head.position
+            t0 = time.perf_counter()
+            position = projector.position
+            for page in readahead.pages(log_path, position, upto, PAGE):  # as ops.replay._fold
+                position = projector.apply(page, respan=False)
+            if position != upto:
+                raise RuntimeError(f"the log ends at {position}, before {upto}")
+            t_fold = time.perf_counter() - t0
+            projector.apply([], respan=True)
+            seconds = time.perf_counter() - t0
     finally:
         projector.close()
         log.close()
+    own = vmhwm(os.getpid())
     report.write_text(json.dumps({"events": position, "seconds": seconds, "respan_seconds": seconds - t_fold,
-                                  "rss": _with_children(vmhwm(os.getpid()))}))
+                                  "rss": None if own is None else own + children.peak}))
 
 
-def _with_children(own: int | None) -> int | None:
-    """Peak RSS of this process plus the largest of its children that ended (the log's reader and
-    the sweep helper, which do not overlap in time): the rebuild's own footprint, not the ceiling's."""
-    if own is None:
-        return None
-    return own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+FIND_EVERY = 10  # samples between looks for new children
+
+
+class ChildPeaks:
+    """The largest peak RSS among this process's children while it runs (the log's reader, the
+    sweep helper), sampled from /proc every `every` seconds. Not RUSAGE_CHILDREN: a child forked
+    with a preexec_fn carries the parent's resident pages until it execs, and the kernel keeps
+    that in its ru_maxrss, which would count the parent's memory twice."""
+
+    def __init__(self, every: float = 0.02) -> None:
+        self.peak = 0
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="child-peaks", daemon=True)
+
+    def __enter__(self) -> ChildPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        known: list[int] = []
+        ticks = 0
+        while not self._stop.wait(self._every):
+            if ticks % FIND_EVERY == 0:  # a scan of /proc costs more than reading a few status files
+                known = children_of(os.getpid(), b"-m")
+            ticks += 1
+            for pid in known:  # VmHWM only grows: the last sample before a child exits counts
+                self.peak = max(self.peak, vmhwm(pid) or 0)
 
 
 def in_process(started: Started, role: list[str], out: Path, report: Path) -> dict[str, Any]:
