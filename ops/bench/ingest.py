@@ -140,6 +140,8 @@ class Engine:
         self.data = data
         self.http_port = free_port()
         self.nats_port = nats_port or free_port()
+        while self.nats_port == self.http_port:  # two ports picked one after the other may coincide
+            self.http_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data.parent / f"{data.name}.out"
 

@@ -16,9 +16,17 @@ ENGAGE = [sys.executable, "-m", "ops.cli"]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct ports free right now (held together while they are picked: two sockets bound
+    one after the other may be given the same port)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def port_open(port: int) -> bool:
@@ -32,11 +40,14 @@ def engage(*args: str, timeout: float = 120, stdin: bytes | None = None) -> subp
                           input=None if stdin is None else stdin.decode())
 
 
+class PortTaken(RuntimeError):
+    """`engage up` exited because a port it was given is in use."""
+
+
 class EngineProcess:
     def __init__(self, data: Path, *, extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.data = data
-        self.http_port = free_port()
-        self.nats_port = free_port()
+        self.http_port, self.nats_port = free_ports(2)
         self.extra = extra or []
         self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -51,6 +62,20 @@ class EngineProcess:
         return f"nats://127.0.0.1:{self.nats_port}"
 
     def start(self, timeout: float = 30) -> EngineProcess:
+        first = self.proc is None
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                # A port picked free was taken before the engine bound it (another test's client
+                # got it as its ephemeral port). A first start may pick others; a restart keeps its
+                # ports, which clients of the earlier run still use.
+                if not first or attempt == 2:
+                    raise
+                self.http_port, self.nats_port = free_ports(2)
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> EngineProcess:
         cmd = [*ENGAGE, "up", "--data", str(self.data), "--listen", f"127.0.0.1:{self.http_port}",
                "--nats-port", str(self.nats_port), *self.extra]
         with open(self.output, "ab") as out:
@@ -59,7 +84,10 @@ class EngineProcess:
         end = time.time() + timeout
         while time.time() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"engage up exited {self.proc.returncode}: {self.log_tail()}")
+                tail = self.log_tail()
+                if self.proc.returncode == 2 and " in use" in tail[-300:]:
+                    raise PortTaken(tail)
+                raise RuntimeError(f"engage up exited {self.proc.returncode}: {tail}")
             # with --nats URL the engine starts no server; --read-only serves HTTP only
             own_nats = "--nats" not in self.extra and "--read-only" not in self.extra
             if port_open(self.http_port) and (not own_nats or port_open(self.nats_port)):
