@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ log = logging.getLogger("engage.projections")
 
 NAME = "read-models"
 PAGE = 1000
+CASES_KEPT = 16_384  # cases kept in memory between pages, the most recently changed
 ANCHOR_EVERY = 60.0  # seconds between moves of the counts' anchor while idle
 BULK_CACHE_KIB = 64 * 1024
 BULK_CHECKPOINT_PAGES = 16_384  # 64 MiB of WAL between checkpoints (1,000 pages by default)
@@ -100,6 +102,9 @@ class Projector:
         self._rows: list[tuple[Any, ...]] = []  # the page's event rows, inserted together
         self._profiles: set[str] = set()  # profiles the page brings into existence, inserted together
         self._cases: dict[str, tuple[int, Case]] = {}  # the page's changed cases: (owner oid, state)
+        # Cases as last written, kept across pages (the open ones are those that change), so that a
+        # case's next event reads no row. Only this projector writes them; a rollback forgets them.
+        self._written_cases: OrderedDict[str, tuple[int, Case]] = OrderedDict()
 
     @property
     def position(self) -> int:
@@ -157,6 +162,7 @@ class Projector:
             self.con.execute("ROLLBACK")
             self.directory = self._load_directory()  # the in-memory state rolls back with the rows
             self._oids.clear()
+            self._written_cases.clear()
             raise
         return position
 
@@ -251,6 +257,8 @@ class Projector:
         current: Case | None
         if case in self._cases:
             owner_oid, current = self._cases[case]
+        elif case in self._written_cases:
+            owner_oid, current = self._written_cases[case]
         else:
             row = self.con.execute("SELECT oid, body FROM cases WHERE case_id=?", (case,)).fetchone()
             current = None if row is None else _case_decoder.decode(row[1])
@@ -264,6 +272,11 @@ class Projector:
             rows.append((case, owner_oid, updated.state, updated.priority, updated.agent, updated.team,
                          _case_encoder.encode(updated), first_response_from, resolution_from))
         self.con.executemany("INSERT OR REPLACE INTO cases VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        for case, written in self._cases.items():
+            self._written_cases[case] = written
+            self._written_cases.move_to_end(case)
+        while len(self._written_cases) > CASES_KEPT:
+            self._written_cases.popitem(last=False)  # the one unchanged for longest
         self._cases.clear()
 
     # --- derived spans ---------------------------------------------------------------------------

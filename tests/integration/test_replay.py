@@ -21,6 +21,7 @@ from engine.log import Log
 from engine.received import Received
 from ops.bench.events import generate
 from ops.replay import rebuild
+from projections import runner
 from projections.runner import Projector, Runner
 from tests.integration import test_projections
 from tests.integration.engine_process import ENGAGE, EngineProcess, engage
@@ -262,6 +263,26 @@ def committed_log(path: Path, seed: int, n: int = 1500) -> Log:
     for start in range(0, len(workload), 500):
         log.commit([Received(raw, "test", ANCHOR) for raw in workload.lines[start:start + 500]])
     return log
+
+
+@pytest.mark.parametrize("kept", [1, 16_384])
+def test_cases_kept_between_pages_give_what_one_pass_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            kept: int) -> None:
+    monkeypatch.setattr(runner, "CASES_KEPT", kept)  # 1: almost every case is read back from its row
+    log = committed_log(tmp_path / "log.sqlite", seed=3)
+    paged = Projector(tmp_path / "paged.sqlite")
+    position = 0
+    while records := log.records(position, 37):
+        position = paged.apply(records)
+    paged.close()
+    monkeypatch.undo()
+    whole = Projector(tmp_path / "whole.sqlite")
+    whole.apply(log.records(0, 10_000))
+    whole.close()
+    log.close()
+    cases = dump(tmp_path / "whole.sqlite")["cases"]
+    assert len(cases) > 10 and {case[2] for case in cases} >= {"open", "solved", "closed"}
+    assert dump(tmp_path / "paged.sqlite") == dump(tmp_path / "whole.sqlite")
 
 
 def test_a_partial_rebuild_of_another_log_is_started_again(tmp_path: Path) -> None:
