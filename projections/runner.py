@@ -194,8 +194,9 @@ class Projector:
             self._case(case, oid, tp)
 
     def _existing_oid(self, origin: Origin) -> int | None:
-        if origin in self._oids:
-            return self._oids[origin]
+        oid = self._oids.get(origin)  # once per event folded: one look-up, not two
+        if oid is not None:
+            return oid
         row = self.con.execute(
             "SELECT oid FROM origins WHERE customer IS ? AND channel IS ? AND handle IS ? AND epoch=?", origin
         ).fetchone()
