@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +23,12 @@ NOW = datetime(2026, 10, 2, tzinfo=UTC)
 
 def _inputs() -> list[Received]:
     return [Received(raw, "test", NOW) for raw, _ in outcome_cases()]
+
+
+def _delivered(prefix: str, seqs: range) -> list[Received]:
+    """Votes as JetStream delivers them: stream "S", these sequences, event ids `{prefix}{seq - 1}`."""
+    return [Received(ev(f"{prefix}{seq - 1}", "idea.voted", {"idea": "i"}), "nats:touchpoints.x", NOW,
+                     stream="S", seq=seq) for seq in seqs]
 
 
 @pytest.mark.parametrize("outcome", [Accepted(7), Duplicate(3), Redelivered(42), Rejected("schema", "data.rating")])
@@ -55,8 +62,7 @@ def test_a_killed_writer_is_started_again_and_redelivery_appends_nothing(tmp_pat
     writer = WriterProcess(tmp_path / "log.sqlite")
     writer.start()
     try:
-        first = [Received(ev(f"a{k}", "idea.voted", {"idea": "i"}), "nats:touchpoints.x", NOW, stream="S", seq=k + 1)
-                 for k in range(50)]
+        first = _delivered("a", range(1, 51))
         assert all(isinstance(o, Accepted) for o in writer.commit(first))
         pid = writer.pid
         assert pid is not None
@@ -95,22 +101,29 @@ def test_a_writer_killed_mid_batch_raises_and_the_retry_is_idempotent(tmp_path: 
         writer.close()
 
 
-def test_a_writer_dying_between_commit_and_answer_raises_and_the_retry_appends_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def dying_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WriterProcess]:
+    """A writer that exits right after its first commit, before answering: a crash at the worst
+    moment. Writers started after `monkeypatch.delenv(FAULT_ENV)` behave."""
     monkeypatch.setenv(FAULT_ENV, "exit-after-commit")
     writer = WriterProcess(tmp_path / "log.sqlite")
     writer.start()
     try:
-        batch = [Received(ev(f"d{k}", "idea.voted", {"idea": "i"}), "nats:touchpoints.x", NOW, stream="S", seq=k + 1)
-                 for k in range(3)]
-        with pytest.raises(WriterGone):
-            writer.commit(batch)  # committed, but nobody was told: the caller must not acknowledge
-        monkeypatch.delenv(FAULT_ENV)
-        assert writer.commit(batch) == [Redelivered(1), Redelivered(2), Redelivered(3)]  # a new writer
-        assert writer.commit([Received(ev("d0", "idea.voted", {"idea": "i"}), "http", NOW)]) == [Duplicate(1)]
-        assert writer.head.position == 3
+        yield writer
     finally:
         writer.close()
+
+
+def test_a_writer_dying_between_commit_and_answer_raises_and_the_retry_appends_nothing(
+        dying_writer: WriterProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = dying_writer
+    batch = _delivered("d", range(1, 4))
+    with pytest.raises(WriterGone):
+        writer.commit(batch)  # committed, but nobody was told: the caller must not acknowledge
+    monkeypatch.delenv(FAULT_ENV)
+    assert writer.commit(batch) == [Redelivered(1), Redelivered(2), Redelivered(3)]  # a new writer
+    assert writer.commit([Received(ev("d0", "idea.voted", {"idea": "i"}), "http", NOW)]) == [Duplicate(1)]
+    assert writer.head.position == 3
 
 
 def test_batches_sent_ahead_are_decided_in_sending_order(tmp_path: Path) -> None:
@@ -128,31 +141,23 @@ def test_batches_sent_ahead_are_decided_in_sending_order(tmp_path: Path) -> None
 
 
 def test_a_batch_sent_behind_one_the_writer_never_answered_fails_too(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(FAULT_ENV, "exit-after-commit")
-    writer = WriterProcess(tmp_path / "log.sqlite")
-    writer.start()
+        dying_writer: WriterProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = dying_writer
+    first, second = _delivered("g", range(1, 4)), _delivered("g", range(4, 7))
+    one = writer.send(first)
     try:
-        first = [Received(ev(f"g{k}", "idea.voted", {"idea": "i"}), "nats:touchpoints.x", NOW, stream="S", seq=k + 1)
-                 for k in range(3)]
-        second = [Received(ev(f"g{k}", "idea.voted", {"idea": "i"}), "nats:touchpoints.x", NOW, stream="S", seq=k + 1)
-                  for k in range(3, 6)]
-        one = writer.send(first)
-        try:
-            two = writer.send(second)
-        except WriterGone:
-            two = None  # the writer was already gone: the second batch could not even be sent
+        two = writer.send(second)
+    except WriterGone:
+        two = None  # the writer was already gone: the second batch could not even be sent
+    with pytest.raises(WriterGone):
+        writer.receive(one)  # committed, never answered
+    if two is not None:
         with pytest.raises(WriterGone):
-            writer.receive(one)  # committed, never answered
-        if two is not None:
-            with pytest.raises(WriterGone):
-                writer.receive(two)  # never read by the writer that exited
-        monkeypatch.delenv(FAULT_ENV)
-        # Redelivered in order to a new writer: the first batch is known, the second is decided now.
-        assert writer.commit(first + second) == [Redelivered(1), Redelivered(2), Redelivered(3),
-                                                 Accepted(4), Accepted(5), Accepted(6)]
-    finally:
-        writer.close()
+            writer.receive(two)  # never read by the writer that exited
+    monkeypatch.delenv(FAULT_ENV)
+    # Redelivered in order to a new writer: the first batch is known, the second is decided now.
+    assert writer.commit(first + second) == [Redelivered(1), Redelivered(2), Redelivered(3),
+                                             Accepted(4), Accepted(5), Accepted(6)]
 
 
 def test_a_log_the_writer_cannot_open_is_one_clear_error(tmp_path: Path) -> None:
