@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from engine.children import children_of
 from engine.log import Log
 from engine.received import Received
 from projections.reads import NotFound, Reads
@@ -386,16 +387,8 @@ def test_a_projection_runner_that_dies_is_started_again_and_catches_up(tmp_path:
     eng = EngineProcess(tmp_path / "data").start()
     try:
         def runner_pids() -> list[int]:
-            found = []
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    try:
-                        cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-                    except OSError:
-                        continue
-                    if b"projections.runner" in cmdline and str(tmp_path).encode() in b" ".join(cmdline):
-                        found.append(int(entry))
-            return found
+            assert eng.proc is not None
+            return children_of(eng.proc.pid, b"projections.runner")
 
         (first,) = runner_pids()
         os.kill(first, signal.SIGKILL)
