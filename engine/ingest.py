@@ -62,6 +62,7 @@ class Ingest:
         self._receiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engage-writer-answers")
         self._waiting: list[_Submission] = []
         self._in_flight = 0
+        self._last_answered = 0.0  # perf_counter() when the last group's outcomes came back
         self._sending: asyncio.Task[None] | None = None
         self._finishing: set[asyncio.Task[None]] = set()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (path, outcome or reason) -> n
@@ -116,8 +117,12 @@ class Ingest:
         finally:
             self._in_flight -= 1
             self._send_soon()
+        # The commit began when the group was sent or when the group ahead of it was answered,
+        # whichever came later: time queued behind that one is not this one's commit.
+        answered = time.perf_counter()
+        began, self._last_answered = max(started, self._last_answered), answered
         for observe in self.on_commit:
-            observe(time.perf_counter() - started, size)
+            observe(answered - began, size)
         start = 0
         for submission in group:
             mine = outcomes[start:start + len(submission.items)]
