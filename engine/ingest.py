@@ -56,8 +56,8 @@ class _Submission:
 class Ingest:
     def __init__(self, log: Committer) -> None:
         self.log = log
-        self._pipelined = isinstance(log, Pipelined)
-        self._depth = IN_FLIGHT if self._pipelined else 1
+        self._pipe = log if isinstance(log, Pipelined) else None
+        self._depth = 1 if self._pipe is None else IN_FLIGHT
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engage-writer")
         self._receiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engage-writer-answers")
         self._waiting: list[_Submission] = []
@@ -92,15 +92,15 @@ class Ingest:
             started = time.perf_counter()
             self._in_flight += 1
             answer: asyncio.Future[list[Outcome]]
-            if self._pipelined:
+            if self._pipe is not None:
                 try:
-                    ticket = await loop.run_in_executor(self._sender, self.log.send, inputs)  # type: ignore[attr-defined]
+                    ticket = await loop.run_in_executor(self._sender, self._pipe.send, inputs)
                 except Exception as e:
                     self._in_flight -= 1
                     _fail(group, e)
                     continue
                 # Submitted to the one receiving thread now, so answers are read in sending order.
-                answer = loop.run_in_executor(self._receiver, self.log.receive, ticket)  # type: ignore[attr-defined]
+                answer = loop.run_in_executor(self._receiver, self._pipe.receive, ticket)
             else:
                 answer = loop.run_in_executor(self._sender, self.log.commit, inputs)
             finishing = asyncio.create_task(self._finish(group, len(inputs), answer, started))
