@@ -14,7 +14,8 @@ Steps, in a temporary directory removed at the end (also on failure, Ctrl-C or S
   (b) full rebuild: a fresh bulk `Projector` on a new file, pages of 5,000 records read ahead by a
       reader process (engine/readahead.py) applied with `respan=False`, then one
       `apply([], respan=True)` (what `engage rebuild` does). `% of ceiling` is (b) / (a) in events/s.
-      The rebuild uses two processes, the ceiling one: the reader's CPU time is its own;
+      The rebuild uses two processes, the ceiling one: the reader's CPU time is its own. Its peak
+      RSS adds the largest child's VmHWM (the reader or the sweep helper), sampled from /proc;
   (c) latency: the rebuilt file goes in as the data directory's `read.sqlite`, `engage up --read-only`
       starts on a free loopback port, then 200 sequential GET /customers/{key} over random existing
       profile keys and 50 GET /stats, a fresh connection each (as curl); p50/p99 in ms, and the
