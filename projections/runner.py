@@ -48,7 +48,10 @@ PAGE = 1000
 CASES_KEPT = 16_384  # cases kept in memory between pages, the most recently changed
 ANCHOR_EVERY = 60.0  # seconds between moves of the counts' anchor while idle
 BULK_CACHE_KIB = 64 * 1024
-BULK_CHECKPOINT_PAGES = 16_384  # 64 MiB of WAL between checkpoints (1,000 pages by default)
+# 64 MiB of WAL between checkpoints (SQLite's default is 1,000 pages): a page rewritten batch after
+# batch (an index, a profile's spans) reaches the database once per checkpoint, not once per 4 MiB.
+# After a drain of 100,000 events the live read models caught up in 0.4–1.0 s instead of 1.7–1.9 s.
+CHECKPOINT_PAGES = 16_384
 # Ingest comes first: when the cores are busy, the engine's writer and consumer (producers wait on
 # them, SPEC §2) run before the fold, and the read models catch up when the burst is over (their
 # lag is in /health). Idle cores still go to the runner: niceness only orders who waits.
@@ -84,16 +87,16 @@ class Projector:
 
     `bulk=True` is for a file nobody reads until the fold is over (`engage rebuild`, `engage
     replay`): readers' indexes are dropped and built once by the first span sweep, which ends the
-    bulk mode; a larger page cache and fewer WAL checkpoints."""
+    bulk mode; a larger page cache."""
 
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  bulk: bool = False) -> None:
         self.path = path
         self.con = connect(path)
         self._bulk = bulk
+        self.con.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
         if bulk:
             self.con.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
-            self.con.execute(f"PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}")
             drop_indexes(self.con)
         counts.create(self.con)
         self._clock = clock  # where the counts' anchor moves to (answers never depend on it)
