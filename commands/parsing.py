@@ -217,7 +217,13 @@ def _normalise(wire: _Wire, now: datetime) -> Touchpoint[Any] | Rejected:
 def content_digest(tp: Touchpoint[Any]) -> bytes:
     """SHA-256 of the sorted JSON of `to_wire(tp)`: equal exactly for the "same content" of §2
     (instants, not offsets; normalised handles; omitted data as {}; defaults filled)."""
-    return hashlib.sha256(canonical_json(tp)).digest()
+    return digest_of(canonical_json(tp))
+
+
+def digest_of(canonical: bytes) -> bytes:
+    """`content_digest` of the event whose `canonical_json` is `canonical` (the log encodes each
+    accepted event once and takes both the digest and the record's event from that)."""
+    return hashlib.sha256(canonical).digest()
 
 
 def canonical_json(tp: Touchpoint[Any]) -> bytes:

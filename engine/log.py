@@ -12,7 +12,6 @@ library's process recorder, which writes its tracking row inside `_insert_events
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +34,7 @@ from commands.cases import Case, apply
 from commands.decisions import decide, erased_customer
 from commands.instants import rfc3339
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
-from commands.parsing import canonical_json, normalise_identity, parse
+from commands.parsing import canonical_json, digest_of, normalise_identity, parse
 from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_key
 from engine.chain import ZERO_HASH, seal_encoded
 from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text
@@ -347,7 +346,7 @@ class Log:
                         outcomes.append(self._keep_reject(c, view, item, tp, recorded_at))
                         continue
                     encoded = canonical_json(tp)
-                    digest = hashlib.sha256(encoded).digest()  # commands.parsing.content_digest
+                    digest = digest_of(encoded)
                     verdict = decide(tp, digest, view)
                     if isinstance(verdict, Rejected):
                         outcomes.append(self._keep_reject(c, view, item, verdict, recorded_at))
