@@ -43,6 +43,20 @@ def existing_dirty(con: sqlite3.Connection) -> list[str]:
         "SELECT d.profile FROM dirty d JOIN profiles p ON p.key = d.profile ORDER BY d.profile")]
 
 
+def halfway(profiles: list[str], volume: dict[str, int]) -> int:
+    """Where to cut `profiles` (sorted, two or more) so that both parts carry about as many events
+    and neither is empty. `volume` counts each profile's events since the last sweep (an estimate:
+    a profile it lacks counts 1). A sweep's time goes with the events it reads, and customers
+    carry more events than identities: halves by profile count took 3.1 s and 2.2 s at 980k events."""
+    weights = [volume.get(profile, 1) for profile in profiles]
+    half, carried = sum(weights) / 2, 0
+    for k, w in enumerate(weights[:-1]):
+        carried += w
+        if carried >= half:
+            return k + 1
+    return len(profiles) - 1
+
+
 def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[tuple[Rows, Rows]]:
     """(engagement rows, advocacy rows) of `profiles` (sorted, consecutive among the existing dirty
     ones), in batches. One pass over their events grouped by owner: a query per profile cost more

@@ -145,12 +145,15 @@ def dump(path: Path) -> dict[str, list[Any]]:
     return out
 
 
-def test_a_rebuild_page_by_page_equals_one_pass(tmp_path: Path) -> None:
+@pytest.mark.parametrize("page", [1, 3])
+def test_a_rebuild_page_by_page_equals_one_pass(tmp_path: Path, page: int) -> None:
+    """Pages of 1 also fold a profile's creation, its link away and its return (~forum:g after
+    c-gone's erasure) in separate transactions of one projector."""
     log, whole = build(tmp_path / "a", story())
     whole.close()
     paged = Projector(tmp_path / "b" / "read.sqlite")
-    for after in range(0, log.head.position, 3):
-        paged.apply(log.records(after, 3))
+    for after in range(0, log.head.position, page):
+        paged.apply(log.records(after, page))
     paged.close()
     log.close()
     assert dump(tmp_path / "a" / "read.sqlite") == dump(tmp_path / "b" / "read.sqlite")
