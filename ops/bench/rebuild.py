@@ -1,7 +1,7 @@
 """Rebuild benchmark: a full rebuild of the read models from a large log, next to the read ceiling
 measured in the same run, and the read API's latency over the rebuilt models.
 
-    python -m ops.bench.rebuild [--events 1000000] [--quick] [--tmp DIR]
+    python -m ops.bench.rebuild [--events 1000000] [--quick] [--repeat N] [--tmp DIR]
 
 Steps, in a temporary directory removed at the end (also on failure, Ctrl-C or SIGTERM):
 
@@ -21,6 +21,12 @@ Steps, in a temporary directory removed at the end (also on failure, Ctrl-C or S
       profile keys and 50 GET /stats, a fresh connection each (as curl); p50/p99 in ms, and the
       engine's VmHWM. GET /health is timed on fresh connections and on one kept-alive connection:
       the engine answered a kept-alive connection ~40 ms late (a Nagle / delayed-ACK stall).
+
+With --repeat N, (a) and (b) run N times at each checkpoint, alternately (a, b, a, b, ...): this
+machine is shared, and the read ceiling alone moved between 141k and 188k events/s within minutes.
+The table then shows the median ceiling and the median rebuild, `% of ceiling` is the median of the
+N ratios of a rebuild to the ceiling measured just before it (their range is printed below), and
+the rebuild's peak RSS is the largest of the N.
 
 "events" counts the log's records (accepted events), not the inputs: ~1 % of the workload are
 schema errors or duplicates and end as rejects. This is a measurement, not a test: nothing here
@@ -66,9 +72,29 @@ class Checkpoint:
     events: int  # records in the log
     inputs: int  # inputs committed (accepted + rejected)
     write_rate: float  # inputs/s through Log.commit, cumulative up to this checkpoint
-    read: dict[str, Any]
-    rebuild: dict[str, Any]
+    read: dict[str, Any]  # the median of the runs of (a), by events/s
+    rebuild: dict[str, Any]  # the median of the runs of (b), by events/s; its rss the largest of them
     latency: dict[str, Any]
+    ratios: list[float]  # each rebuild's events/s over the ceiling's measured just before it
+
+    @property
+    def percent(self) -> float:
+        """% of ceiling: the median of the pairs' ratios."""
+        return 100 * _median(self.ratios)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _rate(run: dict[str, Any]) -> float:
+    return float(run["events"]) / float(run["seconds"])
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=_rate)[len(runs) // 2]
 
 
 # --- measurements in a process of their own ----------------------------------------------------------
@@ -224,32 +250,44 @@ def latency(started: Started, data: Path, rebuilt: Path, tmp: Path, seed: int) -
             "health_p50": _percentile(health, 50) * 1000, "keepalive_health_p50": _percentile(kept, 50) * 1000}
 
 
-def checkpoint(started: Started, data: Path, tmp: Path, inputs: int, write_rate: float, seed: int) -> Checkpoint:
+def checkpoint(started: Started, data: Path, tmp: Path, inputs: int, write_rate: float, seed: int,
+               repeat: int) -> Checkpoint:
     log_path = data / "log.sqlite"
     work = tmp / f"at-{inputs}"
     work.mkdir()
-    say("   (a) read ceiling ...")
-    read = in_process(started, ["read", "--log", str(log_path)], work / "read.out", work / "read.json")
-    say(f"       {read['events']:,} records, {read['bytes'] / MIB:.0f} MiB, {read['seconds']:.2f} s, "
-        f"{read['events'] / read['seconds']:,.0f} events/s")
-    say("   (b) full rebuild ...")
+    reads: list[dict[str, Any]] = []
+    rebuilds: list[dict[str, Any]] = []
     rebuilt = work / "read.sqlite"
-    rebuild = in_process(started, ["rebuild", "--log", str(log_path), "--into", str(rebuilt)],
-                         work / "rebuild.out", work / "rebuild.json")
-    say(f"       {rebuild['seconds']:.2f} s (respan {rebuild['respan_seconds']:.2f} s), "
-        f"{rebuild['events'] / rebuild['seconds']:,.0f} events/s")
+    for round_ in range(repeat):
+        of = f" (round {round_ + 1} of {repeat})" if repeat > 1 else ""
+        say(f"   (a) read ceiling{of} ...")
+        read = in_process(started, ["read", "--log", str(log_path)], work / "read.out", work / "read.json")
+        say(f"       {read['events']:,} records, {read['bytes'] / MIB:.0f} MiB, {read['seconds']:.2f} s, "
+            f"{_rate(read):,.0f} events/s")
+        say(f"   (b) full rebuild{of} ...")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{rebuilt}{suffix}").unlink(missing_ok=True)
+        rebuild = in_process(started, ["rebuild", "--log", str(log_path), "--into", str(rebuilt)],
+                             work / "rebuild.out", work / "rebuild.json")
+        say(f"       {rebuild['seconds']:.2f} s (respan {rebuild['respan_seconds']:.2f} s), "
+            f"{_rate(rebuild):,.0f} events/s, {100 * _rate(rebuild) / _rate(read):.0f} % of the ceiling just before")
+        reads.append(read)
+        rebuilds.append(rebuild)
     say("   (c) latency over engage up --read-only ...")
     lat = latency(started, data, rebuilt, work, seed)
     say(f"       GET /customers p50 {lat['customers_p50']:.1f} ms p99 {lat['customers_p99']:.1f} ms, "
         f"GET /stats p50 {lat['stats_p50']:.1f} ms p99 {lat['stats_p99']:.1f} ms, statuses {lat['statuses']}")
     shutil.rmtree(work, ignore_errors=True)
-    return Checkpoint(int(read["events"]), inputs, write_rate, read, rebuild, lat)
+    peaks = [run["rss"] for run in rebuilds if run.get("rss")]
+    rebuild = {**_median_run(rebuilds), "rss": max(peaks) if peaks else None}
+    ratios = [_rate(b) / _rate(a) for a, b in zip(reads, rebuilds, strict=True)]
+    return Checkpoint(int(reads[0]["events"]), inputs, write_rate, _median_run(reads), rebuild, lat, ratios)
 
 
 # --- writing the log ----------------------------------------------------------------------------------------------
 
 
-def build_and_measure(started: Started, events: int, tmp: Path, seed: int) -> list[Checkpoint]:
+def build_and_measure(started: Started, events: int, tmp: Path, seed: int, repeat: int) -> list[Checkpoint]:
     from engine.log import Log
     from engine.received import Received
     from ops.bench.events import generate
@@ -279,7 +317,7 @@ def build_and_measure(started: Started, events: int, tmp: Path, seed: int) -> li
             rate = done / writing
             say(f"   head {log.head.position:,}, {rate:,.0f} inputs/s")
             say(f"-- checkpoint at {done:,} inputs ...")
-            results.append(checkpoint(started, data, tmp, done, rate, seed))
+            results.append(checkpoint(started, data, tmp, done, rate, seed, repeat))
     finally:
         log.close()
     return results
@@ -293,11 +331,9 @@ def table(results: list[Checkpoint]) -> str:
             "GET /customers p50/p99 ms", "GET /stats p50/p99 ms", "engine RSS MiB"]
     rows = [head]
     for c in results:
-        read_rate = c.read["events"] / c.read["seconds"]
-        rebuild_rate = c.rebuild["events"] / c.rebuild["seconds"]
         rows.append([
-            f"{c.events:,}", f"{c.write_rate:,.0f}", f"{read_rate:,.0f}", f"{rebuild_rate:,.0f}",
-            f"{100 * rebuild_rate / read_rate:.0f} %",
+            f"{c.events:,}", f"{c.write_rate:,.0f}", f"{_rate(c.read):,.0f}", f"{_rate(c.rebuild):,.0f}",
+            f"{c.percent:.0f} %",
             f"{c.rebuild['rss'] / MIB:.0f}" if c.rebuild.get("rss") else "-",
             f"{c.latency['customers_p50']:.1f} / {c.latency['customers_p99']:.1f}",
             f"{c.latency['stats_p50']:.1f} / {c.latency['stats_p99']:.1f}",
@@ -316,12 +352,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="at most 100,000 events, for a smoke run")
     parser.add_argument("--seed", type=int, default=None, help="the workload's seed (default: events.SEED)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of (a) and (b), alternately, at each checkpoint; medians are shown (default 1)")
     parser.add_argument("--tmp", type=Path, help="where the temporary directory goes (default: the system's)")
     parser.add_argument("--role", choices=("read", "rebuild"), help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--into", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     if args.role == "read":
         read_role(args.log, args.report)
@@ -335,28 +375,32 @@ def main(argv: list[str] | None = None) -> int:
     seed = SEED if args.seed is None else args.seed
     events = min(args.events, CHECKPOINT) if args.quick else args.events
     info: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-                            "inputs": events, "seed": seed}
+                            "inputs": events, "seed": seed, "repeat": args.repeat}
     say("machine: " + ", ".join(f"{k} {v}" for k, v in info["machine"].items()))
     started = Started()
     tmp = Path(tempfile.mkdtemp(prefix="engage-bench-rebuild-", dir=args.tmp))
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        results = build_and_measure(started, events, tmp, seed)
+        results = build_and_measure(started, events, tmp, seed, args.repeat)
     finally:
         started.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
 
     if args.json:
-        print(json.dumps({**info, "checkpoints": [c.__dict__ for c in results]}, indent=2))
+        print(json.dumps({**info, "checkpoints": [{**c.__dict__, "percent_of_ceiling": c.percent} for c in results]},
+                         indent=2))
         return 0
     print(f"Rebuild benchmark, {info['date']}: {events:,} inputs written, seed {seed}; "
-          "events = records in the log")
+          "events = records in the log" + (f"; medians of {args.repeat} alternating runs" if args.repeat > 1 else ""))
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info["machine"].items()))
     print()
     print(table(results))
     print()
     for c in results:
+        if len(c.ratios) > 1:
+            print(f"- at {c.events:,} events, rebuild / the ceiling just before it, run by run: "
+                  + ", ".join(f"{100 * r:.0f} %" for r in c.ratios))
         print(f"- at {c.events:,} events: read {c.read['bytes'] / MIB:.0f} MiB of records; rebuild spent "
               f"{c.rebuild['respan_seconds']:.2f} s of {c.rebuild['seconds']:.2f} s in the final respan; "
               f"read ceiling process peak RSS {c.read['rss'] / MIB:.0f} MiB; {c.latency['profiles']:,} profiles; "
