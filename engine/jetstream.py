@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -36,6 +37,9 @@ FETCH_TIMEOUT = 1.0  # an idle fetch returns this often, so stop() is never kept
 # waits for this event loop, which large HTTP bodies can keep busy for a few seconds (2 s restarted
 # delivery for nothing under the benchmark's HTTP load).
 ACK_FLUSH_TIMEOUT = 10
+# At stop, how long to wait for the server to move the ack floor over the last acks (it does so a
+# moment after them) so that the purge takes them: no consumer purges after this one stops.
+STOP_PURGE_WAIT = 2.0
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
 
@@ -286,12 +290,18 @@ class Consumer:
         self._last_acked = last
         await self._purge_acknowledged()
 
-    async def _purge_acknowledged(self) -> None:
+    async def _purge_acknowledged(self, *, settle: float = 0.0) -> None:
         """The stream is a conveyor, not a record (SPEC §6): drop everything at or below the
         consumer's ack floor. The server only advances that floor over acked messages, and a message
-        is acked only after its outcome is committed, so nothing undecided can go."""
-        info = await self._js.consumer_info(STREAM, DURABLE)
-        floor = int(info.ack_floor.stream_seq) if info.ack_floor is not None else 0
+        is acked only after its outcome is committed, so nothing undecided can go. With `settle`,
+        wait up to that many seconds for the floor to reach the last ack."""
+        deadline = time.monotonic() + settle
+        while True:
+            info = await self._js.consumer_info(STREAM, DURABLE)
+            floor = int(info.ack_floor.stream_seq) if info.ack_floor is not None else 0
+            if floor >= self._last_acked or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
         if floor > self._purged_below:
             await self._js.purge_stream(STREAM, seq=floor + 1)  # purges sequences < seq
             self._purged_below = floor
@@ -344,6 +354,11 @@ class Consumer:
             else:
                 log.warning("jetstream consumer: acks failed: %s; those messages come back as duplicates",
                             _describe(e))
+        if self._stopping.is_set() and self._purged_below < self._last_acked and self.nc.is_connected:
+            try:
+                await self._purge_acknowledged(settle=STOP_PURGE_WAIT)
+            except Exception as e:  # the next start purges them (they come back as duplicates first)
+                log.warning("jetstream consumer: the last acked messages were not purged at stop: %s", _describe(e))
         fetching, self._fetching = self._fetching, None
         if fetching is not None and fetching is not asyncio.current_task():
             # A fetch ahead holds messages that are not acked: they come back once delivery restarts.
