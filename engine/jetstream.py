@@ -37,9 +37,10 @@ FETCH_TIMEOUT = 1.0  # an idle fetch returns this often, so stop() is never kept
 # waits for this event loop, which large HTTP bodies can keep busy for a few seconds (2 s restarted
 # delivery for nothing under the benchmark's HTTP load).
 ACK_FLUSH_TIMEOUT = 10
-# At stop, how long to wait for the server to move the ack floor over the last acks (it does so a
-# moment after them) so that the purge takes them: no consumer purges after this one stops.
-STOP_PURGE_WAIT = 2.0
+# How long a purge waits for the server to move the consumer's ack floor over the last acks (it does
+# so a moment after them): polled every PURGE_POLL seconds, in the background.
+PURGE_WAIT = 2.0
+PURGE_POLL = 0.05
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
 
@@ -168,6 +169,8 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._fetching: asyncio.Task[Fetched] | None = None
         self._unacked: tuple[list[Msg], int] | None = None  # the last committed batch, acked with the next
+        self._early_acks: asyncio.Task[None] | None = None  # its acks, already sent when nothing came next
+        self._purging: asyncio.Task[None] | None = None
         self._running = False
         self._finished = asyncio.Event()
 
@@ -199,6 +202,10 @@ class Consumer:
                     backoff = min(backoff * 2, BACKOFF_MAX)
         finally:
             await self._unsubscribe()
+            purging, self._purging = self._purging, None
+            if purging is not None and not purging.done():  # the connection closed under it
+                purging.cancel()
+                await asyncio.wait([purging])
             self._running = False
             self._finished.set()
 
@@ -241,7 +248,7 @@ class Consumer:
             # the acks, so the last batch may not have been purged yet: do it now.
             await self._ack_committed()
             if self._purged_below < self._last_acked:
-                await self._purge_acknowledged()
+                self._purge_soon()
             return
         finally:
             self._fetching = None
@@ -269,10 +276,22 @@ class Consumer:
         await acking
         self.batches += 1
         self._unacked = ([m for _, m in numbered], numbered[-1][0])
+        if self._fetching is not None and not self._fetching.done():
+            # Nothing has come in to hand on yet: ack this batch now, not when the next one comes
+            # or the fetch times out, so that the stream drops it at once (SPEC §6).
+            self._early_acks = self._ack_committed()
 
     def _ack_committed(self) -> asyncio.Task[None]:
+        """A task acking the last committed batch (after the acks already sent early)."""
         unacked, self._unacked = self._unacked, None
-        return asyncio.ensure_future(self._ack(*unacked) if unacked else asyncio.sleep(0))
+        early, self._early_acks = self._early_acks, None
+        return asyncio.ensure_future(self._ack_after(early, unacked))
+
+    async def _ack_after(self, early: asyncio.Task[None] | None, unacked: tuple[list[Msg], int] | None) -> None:
+        if early is not None:
+            await early  # its failure is this one's: the caller restarts delivery
+        if unacked is not None:
+            await self._ack(*unacked)
 
     async def _ack(self, msgs: list[Msg], last: int) -> None:
         # Let the batch submitted just before reach the writer thread first: the acks below do not
@@ -288,23 +307,36 @@ class Consumer:
         await self.nc.flush(timeout=ACK_FLUSH_TIMEOUT)
         self.acked += len(msgs)
         self._last_acked = last
-        await self._purge_acknowledged()
+        self._purge_soon()
+
+    def _purge_soon(self) -> None:
+        """Purge up to the last ack once the server's ack floor gets there, in the background."""
+        if self._purging is None or self._purging.done():
+            self._purging = asyncio.ensure_future(self._purge_in_background())
+
+    async def _purge_in_background(self) -> None:
+        try:
+            await self._purge_acknowledged(settle=PURGE_WAIT)
+        except Exception as e:  # what is left is purged after the next acks, or when the stream idles
+            if not self.nc.is_closed:
+                log.warning("jetstream consumer: purge failed: %s", _describe(e))
 
     async def _purge_acknowledged(self, *, settle: float = 0.0) -> None:
         """The stream is a conveyor, not a record (SPEC §6): drop everything at or below the
         consumer's ack floor. The server only advances that floor over acked messages, and a message
         is acked only after its outcome is committed, so nothing undecided can go. With `settle`,
-        wait up to that many seconds for the floor to reach the last ack."""
+        keep purging as the floor moves, for up to that many seconds, until it reaches the last
+        ack (acks made meanwhile included)."""
         deadline = time.monotonic() + settle
         while True:
             info = await self._js.consumer_info(STREAM, DURABLE)
             floor = int(info.ack_floor.stream_seq) if info.ack_floor is not None else 0
-            if floor >= self._last_acked or time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(0.05)
-        if floor > self._purged_below:
-            await self._js.purge_stream(STREAM, seq=floor + 1)  # purges sequences < seq
-            self._purged_below = floor
+            if floor > self._purged_below:
+                await self._js.purge_stream(STREAM, seq=floor + 1)  # purges sequences < seq
+                self._purged_below = floor
+            if self._purged_below >= self._last_acked or time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(PURGE_POLL)
 
     async def _subscribe(self) -> None:
         """(Re)create the durable consumer so delivery starts at the lowest unacked sequence."""
@@ -354,11 +386,13 @@ class Consumer:
             else:
                 log.warning("jetstream consumer: acks failed: %s; those messages come back as duplicates",
                             _describe(e))
-        if self._stopping.is_set() and self._purged_below < self._last_acked and self.nc.is_connected:
-            try:
-                await self._purge_acknowledged(settle=STOP_PURGE_WAIT)
-            except Exception as e:  # the next start purges them (they come back as duplicates first)
-                log.warning("jetstream consumer: the last acked messages were not purged at stop: %s", _describe(e))
+        if self._stopping.is_set() and self.nc.is_connected:
+            # No consumer purges after this one: the last acks leave the stream now, not at the
+            # next start (as duplicates first).
+            if self._purged_below < self._last_acked:
+                self._purge_soon()
+            if self._purging is not None:
+                await self._purging
         fetching, self._fetching = self._fetching, None
         if fetching is not None and fetching is not asyncio.current_task():
             # A fetch ahead holds messages that are not acked: they come back once delivery restarts.

@@ -12,6 +12,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType
 
+from engine import jetstream
 from engine.jetstream import DURABLE, STREAM, Consumer, StreamMismatch, ensure_stream
 from engine.natsserver import NatsServer
 from engine.received import Received
@@ -157,6 +158,21 @@ async def test_an_acked_message_leaves_the_stream(nc: Client) -> None:
     async with running(Consumer(nc, recorder)):
         await until(lambda: len(recorder.committed) >= 10)
         await until_stream_holds(nc, 0)
+
+
+async def test_the_last_batch_leaves_the_stream_without_waiting_for_the_next_fetch(
+        nc: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEC §6: the stream drops a message once its outcome is committed. The last batch before a
+    pause is acked right after its commit, not when the fetch behind it times out (30 s here)."""
+    monkeypatch.setattr(jetstream, "FETCH_TIMEOUT", 30.0)
+    await ensure_stream(nc.jetstream())
+    await publish_many(nc, numbered(0, 7))
+    recorder = Recorder()
+    consumer = Consumer(nc, recorder, batch=5)
+    async with running(consumer):
+        await until(lambda: len(recorder.committed) >= 7)
+        await until_stream_holds(nc, 0)
+        assert consumer.acked == 7
 
 
 async def test_an_idle_stream_is_fine(nc: Client) -> None:
