@@ -90,7 +90,7 @@ class Reads:
         identities = await self._all(
             "SELECT DISTINCT channel, handle FROM origins WHERE owner=? AND channel IS NOT NULL "
             "ORDER BY channel, handle", (key,))
-        cases = await self._all(f"SELECT state FROM cases WHERE oid IN ({marks})", oids)
+        cases = await self._all(CASE_STATES_OF.format(marks=marks), oids)
         return {
             "customer": key,
             "identities": [{"channel": ch, "handle": h} for ch, h in identities],
@@ -246,10 +246,9 @@ class Reads:
     async def stats(self, as_of: datetime, events: int, rejected: dict[str, int]) -> dict[str, Any]:
         t = sortable(as_of)
         counted = await counts_at(self.db, as_of)
-        states = await self._all("SELECT state, COUNT(*) FROM cases GROUP BY state")
-        (first_response,) = await self._one(
-            "SELECT COUNT(*) FROM cases WHERE first_response_breached_from <= ?", (t,))
-        (resolution,) = await self._one("SELECT COUNT(*) FROM cases WHERE resolution_breached_from <= ?", (t,))
+        states = await self._all(CASES_BY_STATE)
+        (first_response,) = await self._one(FIRST_RESPONSE_BREACHED, (t,))
+        (resolution,) = await self._one(RESOLUTION_BREACHED, (t,))
         (profiles,) = await self._one("SELECT COUNT(*) FROM profiles")
         return {
             "events": events,
@@ -267,6 +266,14 @@ class Reads:
 
 
 _record = msgspec.json.Decoder(dict[str, Any])
+
+# Reads of the cases table that every GET /customers/{key} and /stats makes: each goes through an
+# index of store.SCHEMA (tests/integration/test_read_plans.py), so they cost the same however
+# many cases the log has.
+CASE_STATES_OF = "SELECT state FROM cases WHERE oid IN ({marks})"
+CASES_BY_STATE = "SELECT state, COUNT(*) FROM cases GROUP BY state"
+FIRST_RESPONSE_BREACHED = "SELECT COUNT(*) FROM cases WHERE first_response_breached_from <= ?"
+RESOLUTION_BREACHED = "SELECT COUNT(*) FROM cases WHERE resolution_breached_from <= ?"
 
 PURPOSES = ("profiling", "marketing", "community_profile")
 # What other members may count of a member's public activity (issue 6: translucence).

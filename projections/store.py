@@ -42,6 +42,12 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS cases (case_id TEXT PRIMARY KEY, oid INTEGER NOT NULL, state TEXT NOT NULL, "
     "priority TEXT NOT NULL, agent TEXT, team TEXT, body BLOB NOT NULL, "
     "first_response_breached_from TEXT, resolution_breached_from TEXT)",
+    # A profile's cases (GET /customers/{key} scanned every case: 2.8 ms at 1M events, growing with
+    # the log), the counts by state and by breach of /stats, and /cases?state=.
+    "CREATE INDEX IF NOT EXISTS cases_by_oid ON cases(oid)",
+    "CREATE INDEX IF NOT EXISTS cases_by_state ON cases(state, case_id)",
+    "CREATE INDEX IF NOT EXISTS cases_by_first_response_breach ON cases(first_response_breached_from)",
+    "CREATE INDEX IF NOT EXISTS cases_by_resolution_breach ON cases(resolution_breached_from)",
     # Each profile's engagement and advocacy as piecewise-constant spans [start, end) of the
     # as_of instant, so statistics and filters for any T are one indexed query, not a refold.
     "CREATE TABLE IF NOT EXISTS engagement_spans (profile TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL, "
@@ -71,7 +77,8 @@ VERSION = 2
 # keeping them up to date row by row. The span sweep itself reads through primary keys and
 # events_by_origin, which `create_indexes` builds first.
 DEFERRED_INDEXES = ("events_consent", "engagement_spans_by_end", "engagement_spans_by_start",
-                    "advocacy_spans_by_end", "advocacy_spans_by_start")
+                    "advocacy_spans_by_end", "advocacy_spans_by_start", "cases_by_oid", "cases_by_state",
+                    "cases_by_first_response_breach", "cases_by_resolution_breach")
 FOLD_INDEXES = ("events_by_origin",)
 
 
