@@ -409,3 +409,46 @@ def test_a_projection_runner_that_dies_is_started_again_and_catches_up(tmp_path:
         assert eng.get("/customers/c-1").json()["customer"] == "c-1"
     finally:
         eng.kill()
+
+
+async def test_lists_answer_for_each_profile_and_case_what_its_own_read_does(tmp_path: Path) -> None:
+    """A page of /customers reads its profiles together (three queries for the page), a page of
+    /cases its cases (one query); each item must be exactly that profile's GET /customers/{key},
+    that case's GET /cases/{case}, at any instant."""
+    from ops.bench.events import generate
+
+    anchor = datetime(2026, 10, 1, tzinfo=UTC)
+    workload = generate(3000, customers=150, seed=21, anchor=anchor)
+    log = Log(tmp_path / "log.sqlite")
+    for start in range(0, len(workload), 1000):
+        log.commit([Received(raw, "test", anchor) for raw in workload.lines[start:start + 1000]])
+    projector = Projector(tmp_path / "read.sqlite")
+    projector.apply(log.records(0, 10_000))
+    projector.close()
+    log.close()
+    reads = Reads(tmp_path / "read.sqlite", tmp_path / "log.sqlite")
+    await reads.open()
+    try:
+        keys = [row[0] for row in await reads._all("SELECT key FROM profiles ORDER BY key")]
+        assert any(key.startswith("~") for key in keys) and len(keys) > 100
+        for as_of in (anchor - timedelta(days=45), anchor, anchor + timedelta(days=120)):
+            items: list[dict[str, Any]] = []
+            cursor: str | None = ""
+            while cursor is not None:
+                page, cursor = await reads.customers(as_of, level=None, tier=None, after=cursor, limit=40)
+                items += page
+            assert [item["customer"] for item in items] == keys
+            for item in items:
+                assert item == await reads.customer(item["customer"], as_of)
+            assert any(item["cases"]["total"] for item in items) and any(item["identities"] for item in items)
+            cases: list[dict[str, Any]] = []
+            cursor = ""
+            while cursor is not None:
+                page, cursor = await reads.cases(as_of, filters={}, breached=None, after=cursor, limit=40)
+                cases += page
+            ids = [row[0] for row in await reads._all("SELECT case_id FROM cases ORDER BY case_id")]
+            assert [case["case"] for case in cases] == ids and len(ids) > 40
+            for case in cases:
+                assert case == await reads.case(case["case"], as_of)
+    finally:
+        await reads.close()

@@ -48,7 +48,7 @@ def test_the_case_reads_of_a_profile_and_of_stats_use_indexes(log_path: Path, tm
     try:
         assert con.execute("SELECT COUNT(*) FROM cases").fetchone()[0] > 20  # there is something to scan
         t = "2026-10-01T00:00:00.000000Z"
-        for sql, params in [(CASE_STATES_OF.format(marks="?,?"), (1, 2)), (CASES_BY_STATE, ()),
+        for sql, params in [(CASE_STATES_OF.format(marks="?,?"), ("c-1", "c-2")), (CASES_BY_STATE, ()),
                             (FIRST_RESPONSE_BREACHED, (t,)), (RESOLUTION_BREACHED, (t,))]:
             steps = [row[3] for row in con.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
             on_cases = [step for step in steps if " cases" in step]
