@@ -61,13 +61,17 @@ def anchor(con: sqlite3.Connection) -> str:
     return str(con.execute("SELECT instant FROM span_anchor").fetchone()[0])
 
 
+def containing_sql(kind: Kind, where: str = "1") -> str:
+    """Counts of `kind` among the spans that contain T (parameters: T, T, then those of `where`)."""
+    return (f"SELECT {kind.column}, COUNT(*) FROM {kind.table} WHERE start <= ? AND end > ? AND {kind.condition} "
+            f"AND {where} GROUP BY {kind.column}")
+
+
 def containing(con: sqlite3.Connection, t: str, where: str, params: Iterable[Any]) -> Delta:
     """Counts of the spans that contain t, among the rows `where` selects (profile = ?, …)."""
     counts: Delta = Counter()
     for kind in KINDS:
-        for value, n in con.execute(
-                f"SELECT {kind.column}, COUNT(*) FROM {kind.table} WHERE start <= ? AND end > ? AND {kind.condition} "
-                f"AND {where} GROUP BY {kind.column}", (t, t, *params)):
+        for value, n in con.execute(containing_sql(kind, where), (t, t, *params)):
             counts[(kind.name, value)] += n
     return counts
 
@@ -125,9 +129,7 @@ async def counts_at(db: aiosqlite.Connection, as_of: datetime) -> dict[str, dict
         row = None
     if row is None or abs(as_of - datetime.fromisoformat(str(row[0]))) > NEAR:
         for kind in KINDS:
-            async with db.execute(
-                    f"SELECT {kind.column}, COUNT(*) FROM {kind.table} WHERE end > ? AND start <= ? "
-                    f"AND {kind.condition} GROUP BY {kind.column}", (t, t)) as cur:
+            async with db.execute(containing_sql(kind), (t, t)) as cur:
                 answer[kind.name] = {value: n for value, n in await cur.fetchall()}
         return answer
     totals: Delta = Counter()
