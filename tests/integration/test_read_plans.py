@@ -15,7 +15,7 @@ from engine.received import Received
 from ops.bench.events import generate
 from projections.counts import KINDS, containing_sql
 from projections.reads import CASE_STATES_OF, CASES_BY_STATE, FIRST_RESPONSE_BREACHED, RESOLUTION_BREACHED
-from projections.runner import Projector
+from tests.integration.test_sweep import rebuilt
 
 ANCHOR = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -31,15 +31,8 @@ def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def folded(log_path: Path, into: Path, *, bulk: bool) -> sqlite3.Connection:
-    log = Log(log_path, create=False)
-    projector = Projector(into, bulk=bulk, clock=lambda: ANCHOR)
-    try:
-        while page := log.records(projector.position, 500):
-            projector.apply(page, respan=False)
-        projector.apply([], respan=True)
-    finally:
-        projector.close()
-        log.close()
+    """The read models of the whole log, folded in pages as a catch-up does, opened read-only."""
+    rebuilt(log_path, into, bulk=bulk)
     return sqlite3.connect(f"file:{into}?mode=ro", uri=True)
 
 
