@@ -5,29 +5,18 @@ that contain a past instant read a table row per span (60 ms at 1M; 20 ms from t
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from engine.log import Log
-from engine.received import Received
-from ops.bench.events import generate
 from projections.counts import KINDS, containing_sql
 from projections.reads import CASE_STATES_OF, CASES_BY_STATE, FIRST_RESPONSE_BREACHED, RESOLUTION_BREACHED
-from tests.integration.test_sweep import rebuilt
-
-ANCHOR = datetime(2026, 10, 1, tzinfo=UTC)
+from tests.integration.test_sweep import rebuilt, written
 
 
 @pytest.fixture(scope="module")
 def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("plans") / "log.sqlite"
-    log = Log(path)
-    workload = generate(2000, customers=100, seed=5, anchor=ANCHOR)
-    log.commit([Received(raw, "test", ANCHOR) for raw in workload.lines])
-    log.close()
-    return path
+    return written(tmp_path_factory.mktemp("plans") / "log.sqlite", 2000, customers=100, seed=5)
 
 
 def folded(log_path: Path, into: Path, *, bulk: bool) -> sqlite3.Connection:

@@ -19,15 +19,19 @@ from tests.integration.test_replay import dump
 ANCHOR = datetime(2026, 10, 1, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sweep") / "log.sqlite"
+def written(path: Path, inputs: int, *, customers: int, seed: int) -> Path:
+    """A log of a realistic workload, committed 500 inputs at a time."""
     log = Log(path)
-    workload = generate(3000, customers=300, seed=11, anchor=ANCHOR)
+    workload = generate(inputs, customers=customers, seed=seed, anchor=ANCHOR)
     for start in range(0, len(workload), 500):
         log.commit([Received(raw, "test", ANCHOR) for raw in workload.lines[start:start + 500]])
     log.close()
     return path
+
+
+@pytest.fixture(scope="module")
+def log_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return written(tmp_path_factory.mktemp("sweep") / "log.sqlite", 3000, customers=300, seed=11)
 
 
 def rebuilt(log_path: Path, into: Path, *, bulk: bool) -> Path:
