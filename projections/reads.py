@@ -13,7 +13,7 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from commands.cases import Case
+from commands.cases import ACTIVE, Case
 from commands.instants import rfc3339
 from commands.touchpoints import PERSONAL_FIELDS
 from engine.log import EVENTS_TABLE
@@ -68,14 +68,19 @@ class Reads:
 
     # --- profiles --------------------------------------------------------------------------------
 
-    async def _history(self, key: str, as_of: datetime) -> tuple[list[int], list[Any]]:
-        """The profile's origins and its events up to as_of: (occurred_at, id, type, rung, weight, detail)."""
-        oids = [row[0] for row in await self._all("SELECT oid FROM origins WHERE owner=?", (key,))]
-        marks = ",".join("?" * len(oids))
-        rows = await self._all(
-            f"SELECT occurred_at, id, type, rung, weight, detail FROM events WHERE oid IN ({marks}) "
-            "AND occurred_at <= ? ORDER BY occurred_at, id", [*oids, sortable(as_of)])
-        return oids, rows
+    async def _histories(self, keys: list[str], as_of: datetime) -> dict[str, list[Any]]:
+        """Each profile's events up to as_of, sorted by (occurred_at, id): (occurred_at, id, type,
+        rung, weight, detail), in one query for all of them."""
+        histories: dict[str, list[Any]] = {key: [] for key in keys}
+        for owner, *row in await self._all(
+                "SELECT o.owner, e.occurred_at, e.id, e.type, e.rung, e.weight, e.detail FROM origins o "
+                f"JOIN events e ON e.oid = o.oid WHERE o.owner IN ({','.join('?' * len(keys))}) "
+                "AND e.occurred_at <= ? ORDER BY o.owner, e.occurred_at, e.id", [*keys, sortable(as_of)]):
+            histories[owner].append(row)
+        return histories
+
+    async def _history(self, key: str, as_of: datetime) -> list[Any]:
+        return (await self._histories([key], as_of))[key]
 
     async def customer(self, key: str, as_of: datetime) -> dict[str, Any] | NotFound:
         if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
@@ -86,12 +91,7 @@ class Reads:
         """The answers of GET /customers/{key} for existing profiles, in three queries for all of
         them (a list of 100 made 500 queries, one profile after the other)."""
         marks = ",".join("?" * len(keys))
-        histories: dict[str, list[Any]] = {key: [] for key in keys}
-        for owner, *row in await self._all(
-                "SELECT o.owner, e.occurred_at, e.id, e.type, e.rung, e.weight, e.detail FROM origins o "
-                f"JOIN events e ON e.oid = o.oid WHERE o.owner IN ({marks}) AND e.occurred_at <= ? "
-                "ORDER BY o.owner, e.occurred_at, e.id", [*keys, sortable(as_of)]):
-            histories[owner].append(row)
+        histories = await self._histories(keys, as_of)
         identities: dict[str, set[tuple[str, str]]] = {key: set() for key in keys}
         for owner, channel, handle in await self._all(
                 f"SELECT owner, channel, handle FROM origins WHERE owner IN ({marks}) AND channel IS NOT NULL", keys):
@@ -128,7 +128,7 @@ class Reads:
         each naming its event id (SPEC §7); withheld as a whole without profiling consent."""
         if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
             return await self._absent(key)
-        _, rows = await self._history(key, as_of)
+        rows = await self._history(key, as_of)
         consents = [(instant(r[0]), r[1], r[5].endswith(":granted")) for r in rows
                     if r[2] == "consent.changed" and r[5].startswith("profiling:")]
         if consent_granted(consents, as_of) is False:
@@ -192,7 +192,7 @@ class Reads:
         advocacy, cases or personal fields."""
         if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
             return None
-        _, rows = await self._history(key, as_of)
+        rows = await self._history(key, as_of)
         consent = _consents(rows, as_of)
         if consent["community_profile"] is not True:
             return None
@@ -279,9 +279,6 @@ _LATEST_CONSENT = ("SELECT e.detail FROM origins o JOIN events e ON e.oid = o.oi
                    "ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1")
 
 
-OPEN_STATES = ("new", "open", "pending", "on_hold")
-
-
 def _profile(key: str, rows: list[Any], identities: list[tuple[str, str]], case_states: list[str],
              as_of: datetime) -> dict[str, Any]:
     """GET /customers/{key} from the profile's events up to T, (occurred_at, id, type, rung, weight,
@@ -298,7 +295,7 @@ def _profile(key: str, rows: list[Any], identities: list[tuple[str, str]], case_
             engagement(rungs, statements, as_of)),
         "advocacy": {"withheld": "consent"} if withheld else msgspec.to_builtins(
             advocacy(contributions, as_of)),
-        "cases": {"open": sum(1 for state in case_states if state in OPEN_STATES), "total": len(case_states)},
+        "cases": {"open": sum(1 for state in case_states if state in ACTIVE), "total": len(case_states)},
         "last_seen": rfc3339(rungs[-1][0]) if rungs else None,
         # Each purpose's latest consent.changed as of T: true, false, or null when never stated.
         "consent": consent,
