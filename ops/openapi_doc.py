@@ -12,11 +12,7 @@ from typing import Any
 from litestar.openapi.spec import OpenAPI, OpenAPIFormat, OpenAPIType, Parameter, Schema
 
 from commands.outcomes import REASONS
-
-LEVELS = ("inactive", "transactional", "participant", "contributor", "collaborator", "advocate", "withheld")
-TIERS = ("champion", "promoter", "neutral", "detractor", "withheld")
-STATES = ("new", "open", "pending", "on_hold", "solved", "closed")
-PRIORITIES = ("low", "normal", "high", "urgent")
+from projections.vocabulary import LEVELS, PRIORITIES, STATES, TIERS
 
 _TEXT = Schema(type=OpenAPIType.STRING)
 AS_OF = ("as_of", Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),

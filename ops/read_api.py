@@ -9,23 +9,17 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import unquote
 
 import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from commands.touchpoints import Priority
 from engine.access import PERSONAL
 from ops.access_http import role_of
-from projections.engagement import LADDER
 from projections.reads import NotFound, Reads
-
-STATES = ("new", "open", "pending", "on_hold", "solved", "closed")
-PRIORITIES: tuple[str, ...] = get_args(Priority)
-LEVELS = (*LADDER, "withheld")
-TIERS = ("champion", "promoter", "neutral", "detractor", "withheld")
+from projections.vocabulary import LEVELS, PRIORITIES, STATES, TIERS
 
 
 class BadParameter(Exception):

@@ -8,11 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from projections.engagement import LADDER
-
-LEVELS = (*LADDER, "withheld")
-TIERS = ("champion", "promoter", "neutral", "detractor", "withheld")
-STATES = ("new", "open", "pending", "on_hold", "solved", "closed")
-OPEN_STATES = ("new", "open", "pending", "on_hold")
+from projections.vocabulary import OPEN_STATES, STATES, TIERS, WITHHELD
 
 
 class Bar(NamedTuple):
@@ -50,7 +46,7 @@ def rungs(ladder: Mapping[str, Mapping[str, int]]) -> list[Rung]:
     return [Rung(name, level.get(name, 0), observed.get(name, 0), stated.get(name, 0),
                  _share(level.get(name, 0), largest), _share(observed.get(name, 0), largest),
                  _share(stated.get(name, 0), largest))
-            for name in (*reversed(LADDER), "withheld")]
+            for name in (*reversed(LADDER), WITHHELD)]
 
 
 class Rate:
