@@ -133,7 +133,7 @@ class WriterProcess:
         `receive`. Raises WriterGone when the writer cannot take it."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
-            code = None if proc is None else proc.returncode
+            code = None if proc is None else self._reap(proc)  # its pipes are closed, not left open
             log.error("the log writer exited (code %s); starting it again", code)
             self.restarts += 1
             self.start()

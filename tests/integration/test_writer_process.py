@@ -67,11 +67,13 @@ def test_a_killed_writer_is_started_again_and_redelivery_appends_nothing(tmp_pat
         pid = writer.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        assert writer._proc is not None
-        writer._proc.wait()
+        dead = writer._proc
+        assert dead is not None and dead.stdin is not None and dead.stdout is not None
+        dead.wait()
         # The next commit notices the dead writer, starts a new one, which reads the head afresh.
         again = writer.commit(first[40:])
         assert again == [Redelivered(k + 41) for k in range(10)]
+        assert dead.stdin.closed and dead.stdout.closed  # the dead one's pipes are not left open
         more = [Received(ev(f"b{k}", "idea.voted", {"idea": "i"}), "http", NOW) for k in range(5)]
         assert writer.commit(more) == [Accepted(51 + k) for k in range(5)]
         assert writer.restarts == 1
