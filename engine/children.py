@@ -30,14 +30,19 @@ def die_with_parent(parent: int) -> Callable[[], None] | None:
 
 
 def alive(pid: int) -> bool:
-    """Whether a process with this id runs (someone else's counts too)."""
+    """Whether a process with this id runs (someone else's counts too). A zombie does not: it has
+    ended and only waits to be reaped, by a parent that may never do it (PID 1 in a container)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # it ended just now; or there is no /proc (not Linux), and os.kill said it runs
+        return not Path("/proc").is_dir()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # the state follows the command name's ")"
 
 
 def children_of(parent: int, marker: bytes) -> list[int]:

@@ -14,16 +14,8 @@ from pathlib import Path
 import pytest
 
 import engine.natsserver
+from engine.children import alive
 from engine.natsserver import NatsServer, NatsServerError
-
-
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for a parent that never reaps (as PID 1 in a container may)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def wait_dead(pid: int, timeout: float = 5) -> bool:
