@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from operator import itemgetter
 
 import nats.errors
 import nats.js.errors
@@ -372,7 +373,7 @@ class Consumer:
         # large") and which restarted delivery for nothing. A 1 s fetch needs none.
         msgs = await sub.fetch(self.batch, timeout=FETCH_TIMEOUT)
         received_at = self.clock()
-        numbered = sorted(((_stream_sequence(m), m) for m in msgs), key=_first)  # metadata parsed once
+        numbered = sorted(((_stream_sequence(m), m) for m in msgs), key=itemgetter(0))  # metadata parsed once
         items = [Received(raw=m.data, via=f"nats:{m.subject}", received_at=received_at, stream=stream_key, seq=seq)
                  for seq, m in numbered]
         return numbered, items
@@ -430,10 +431,6 @@ def _describe(e: Exception) -> str:
 
 def _stream_sequence(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
-
-
-def _first(pair: tuple[int, Msg]) -> int:
-    return pair[0]
 
 
 def _current_task_cancelling() -> bool:
