@@ -61,6 +61,7 @@ import httpx
 from engine.children import alive, children_of
 from engine.settings import Settings
 from ops.bench.events import SEED, Workload, check, generate
+from ops.bench.ports import free_port, free_ports
 
 PUBLISH_WINDOW = 1000
 HTTP_BATCH = 1000
@@ -79,12 +80,6 @@ def say(text: str) -> None:
 
 
 # --- processes ------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def vmhwm(pid: int | None) -> int | None:
@@ -138,10 +133,10 @@ class Engine:
     def __init__(self, started: Started, data: Path, nats_port: int | None = None) -> None:
         self.started = started
         self.data = data
-        self.http_port = free_port()
-        self.nats_port = nats_port or free_port()
-        while self.nats_port == self.http_port:  # two ports picked one after the other may coincide
-            self.http_port = free_port()
+        if nats_port is None:
+            self.http_port, self.nats_port = free_ports(2)
+        else:
+            self.http_port, self.nats_port = next(p for p in free_ports(2) if p != nats_port), nats_port
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data.parent / f"{data.name}.out"
 

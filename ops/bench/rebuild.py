@@ -55,7 +55,8 @@ from urllib.parse import quote
 import httpx
 
 from engine.children import children_of
-from ops.bench.ingest import MIB, Started, _terminate, free_port, machine, say, vmhwm
+from ops.bench.ingest import MIB, Started, _terminate, machine, say, vmhwm
+from ops.bench.ports import free_port
 
 BATCH = 1000
 PAGE = 5000  # as ops.replay

@@ -12,21 +12,9 @@ from pathlib import Path
 
 import httpx
 
+from ops.bench.ports import free_ports
+
 ENGAGE = [sys.executable, "-m", "ops.cli"]
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct ports free right now (held together while they are picked: two sockets bound
-    one after the other may be given the same port)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def port_open(port: int) -> bool:

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.engine_process import ENGAGE, EngineProcess, free_port, port_open
+from ops.bench.ports import free_port
+from tests.integration.engine_process import ENGAGE, EngineProcess, port_open
 from tests.samples import ev
 
 COMMANDS = ("up", "emit", "verify", "export", "rebuild", "replay", "history")
