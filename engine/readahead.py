@@ -13,7 +13,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import IO
 
@@ -32,7 +32,7 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(list[bytes] | _End)
 
 
-def pages(log_path: Path, after: int, upto: int, page: int) -> Iterator[list[bytes]]:
+def pages(log_path: Path, after: int, upto: int, page: int) -> Generator[list[bytes], None, None]:
     """The records after `after` up to `upto` (inclusive), a page at a time, read by a child
     process. A failure to read the log raises LogError here; leaving early stops the reader."""
     reader = subprocess.Popen(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def commit(log: Log, *raws: bytes, via: str = "test") -> list[Any]:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> Log:
+def log(tmp_path: Path) -> Iterator[Log]:
     opened = Log(tmp_path / "log.sqlite")
     yield opened
     opened.close()
@@ -110,7 +111,7 @@ def test_an_unlinked_identity_starts_afresh_after_erasure(log: Log) -> None:
                       ev(4, "idea.voted", {"idea": "i"}),
                       ev(5, "identity.linked", {"channel": "twitter", "handle": "ada"}))
     assert outcomes[0] == Accepted(3)
-    assert [o.reason for o in outcomes[1:]] == ["erased", "erased"]  # type: ignore[union-attr]
+    assert [o.reason for o in outcomes[1:]] == ["erased", "erased"]
     new_key = json.loads(log.records(after=2)[0])["event"]["data"]["text"].split(":")[1]
     assert log.key_lookup()(new_key) is not None
 

@@ -3,6 +3,7 @@ implementation for every value the log can hold (strings of any code point, I-JS
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
 import rfc8785
@@ -18,15 +19,15 @@ value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=4) | st.dict
 
 
 @given(value)
-def test_sorted_msgspec_encoding_is_rfc8785(v: object) -> None:
+def test_sorted_msgspec_encoding_is_rfc8785(v: Any) -> None:
     assert msgspec.json.encode(v, order="sorted") == rfc8785.dumps(v)
 
 
 @given(st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=12), value, max_size=6),
        st.integers(1, 2**53 - 1), text, st.text(alphabet="0123456789abcdef", min_size=64, max_size=64))
 def test_a_record_sealed_around_an_encoded_event_is_its_rfc8785_form(
-        event: dict[str, object], position: int, recorded_at: str, prev_hash: str) -> None:
+        event: dict[str, Any], position: int, recorded_at: str, prev_hash: str) -> None:
     sealed = seal_encoded(position, recorded_at, msgspec.json.encode(event, order="sorted"), prev_hash)
-    body = {"position": position, "recorded_at": recorded_at, "event": event, "prev_hash": prev_hash}
+    body: dict[str, Any] = {"position": position, "recorded_at": recorded_at, "event": event, "prev_hash": prev_hash}
     assert sealed.hash == hashlib.sha256(rfc8785.dumps(body)).hexdigest()
     assert sealed.line == rfc8785.dumps({**body, "hash": sealed.hash})
