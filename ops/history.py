@@ -81,7 +81,7 @@ def _origins(con: sqlite3.Connection, key: str, data: Path) -> tuple[int | None,
     """(erased at, the origins whose events are the profile's)."""
     erased = con.execute("SELECT position FROM erased WHERE customer=?", (key,)).fetchone()
     if erased is not None:
-        # Erasure cleared the owner of its origins (projections/runner.py): they are the customer's
+        # Erasure cleared the owner of its origins (projections/projector.py): they are the customer's
         # own and those of the identities linked to it in the epoch the erasure ended.
         oids = [oid for (oid,) in con.execute(
             "SELECT oid FROM origins WHERE customer=? UNION "

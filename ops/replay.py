@@ -25,7 +25,7 @@ from engine.datalock import DataBusy, DataLock
 from engine.log import EVENTS_TABLE, Log, LogError
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
-from projections.runner import Projector
+from projections.projector import Projector
 from projections.store import VERSION, instant, sortable
 
 READ_FILE = "read.sqlite"

@@ -120,7 +120,7 @@ def read_role(log_path: Path, report: Path) -> None:
 def rebuild_role(log_path: Path, into: Path, report: Path) -> None:
     from engine import readahead
     from engine.log import Log
-    from projections.runner import Projector
+    from projections.projector import Projector
 
     log = Log(log_path, create=False)
     projector = Projector(into, bulk=True)

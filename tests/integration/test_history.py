@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.log import Log
 from engine.received import Received
-from projections.runner import Projector
+from projections.projector import Projector
 from tests.integration.engine_process import ENGAGE, engage
 from tests.integration.test_projections import NOW, at, story
 from tests.samples import ev

@@ -12,12 +12,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+import projections.projector
 from engine.children import children_of
 from engine.log import Log
 from engine.received import Received
-from projections import runner
+from projections.projector import Projector
 from projections.reads import NotFound, Reads
-from projections.runner import Projector
 from tests.integration.engine_process import EngineProcess, engage
 from tests.samples import ev
 
@@ -146,7 +146,10 @@ def dump(path: Path) -> dict[str, list[Any]]:
     return out
 
 
-@pytest.mark.parametrize(("page", "keys_kept"), [(1, runner.KEYS_KEPT), (3, runner.KEYS_KEPT), (1, 2)])
+KEYS_KEPT = projections.projector.KEYS_KEPT
+
+
+@pytest.mark.parametrize(("page", "keys_kept"), [(1, KEYS_KEPT), (3, KEYS_KEPT), (1, 2)])
 def test_a_rebuild_page_by_page_equals_one_pass(tmp_path: Path, page: int, keys_kept: int,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages of 1 also fold a profile's creation, its link away and its return (~forum:g after
@@ -154,7 +157,7 @@ def test_a_rebuild_page_by_page_equals_one_pass(tmp_path: Path, page: int, keys_
     memory of the profiles it wrote is forgotten again and again: that only costs inserts."""
     log, whole = build(tmp_path / "a", story())
     whole.close()
-    monkeypatch.setattr(runner, "KEYS_KEPT", keys_kept)
+    monkeypatch.setattr(projections.projector, "KEYS_KEPT", keys_kept)
     paged = Projector(tmp_path / "b" / "read.sqlite")
     for after in range(0, log.head.position, page):
         paged.apply(log.records(after, page))

@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
+import projections.projector
 from engine.log import Log
 from engine.received import Received
 from ops.bench.events import generate
 from ops.replay import rebuild
-from projections import runner
-from projections.runner import Projector, Runner
+from projections.projector import Projector
+from projections.runner import Runner
 from tests.integration import test_projections
 from tests.integration.engine_process import ENGAGE, EngineProcess, engage
 from tests.samples import ev
@@ -268,7 +269,7 @@ def committed_log(path: Path, seed: int, n: int = 1500) -> Log:
 @pytest.mark.parametrize("kept", [1, 16_384])
 def test_cases_kept_between_pages_give_what_one_pass_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             kept: int) -> None:
-    monkeypatch.setattr(runner, "CASES_KEPT", kept)  # 1: almost every case is read back from its row
+    monkeypatch.setattr(projections.projector, "CASES_KEPT", kept)  # 1: almost every case is read back from its row
     log = committed_log(tmp_path / "log.sqlite", seed=3)
     paged = Projector(tmp_path / "paged.sqlite")
     position = 0

@@ -14,7 +14,7 @@ from engine.received import Received
 from ops.bench.events import generate
 from projections import counts
 from projections.counts import KINDS, counts_at
-from projections.runner import Projector
+from projections.projector import Projector
 from projections.store import sortable
 
 ANCHOR = datetime(2026, 11, 1, tzinfo=UTC)  # the generated events lie in the 60 days before it

@@ -13,7 +13,7 @@ from engine.log import Log
 from engine.received import Received
 from ops.bench.events import generate
 from projections import sweep
-from projections.runner import Projector
+from projections.projector import Projector
 from tests.integration.test_replay import dump
 
 ANCHOR = datetime(2026, 10, 1, tzinfo=UTC)
