@@ -1,4 +1,5 @@
-"""Fixtures over real parts: a nats-server with JetStream on a free port and a tmp_path store."""
+"""Fixtures over real parts: a nats-server with JetStream on a free port, an `engage up` process, and
+a tmp_path store."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +12,7 @@ from nats.js.api import PubAck
 
 from engine import jetstream
 from engine.natsserver import NatsServer
+from tests.integration.engine_process import EngineProcess
 
 
 @pytest.fixture
@@ -24,6 +26,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[EngineProcess]:
+    """`engage up` on a fresh data directory and free ports, killed after the test (a module that
+    needs another engine, one per module or with flags, defines its own `engine`)."""
+    eng = EngineProcess(tmp_path / "data").start()
+    try:
+        yield eng
+    finally:
+        eng.kill()
 
 
 @pytest.fixture

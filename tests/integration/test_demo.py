@@ -4,21 +4,9 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.integration.engine_process import ENGAGE, EngineProcess, engage
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    eng = EngineProcess(tmp_path / "data").start()
-    try:
-        yield eng
-    finally:
-        eng.kill()
 
 
 def settled(eng: EngineProcess, timeout: float = 90) -> dict[str, object]:

@@ -8,13 +8,11 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nats
-import pytest
 
 from tests.integration.engine_process import EngineProcess, engage
 
@@ -52,15 +50,6 @@ def settle(eng: EngineProcess, head: int, rejects: int) -> None:
             return
         assert time.time() < deadline, (health, kept)
         time.sleep(0.1)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    eng = EngineProcess(tmp_path / "data").start()
-    try:
-        yield eng
-    finally:
-        eng.kill()
 
 
 def post(eng: EngineProcess, *lines: bytes) -> dict[str, Any]:

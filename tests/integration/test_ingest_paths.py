@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,6 @@ import pytest
 
 from tests.integration.engine_process import EngineProcess, engage
 from tests.samples import ev, outcome_cases
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    eng = EngineProcess(tmp_path / "data").start()
-    try:
-        yield eng
-    finally:
-        eng.kill()
 
 
 def post(eng: EngineProcess, body: bytes, content_type: str = "application/x-ndjson") -> httpx.Response:

@@ -2,26 +2,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import nats
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.engine_process import EngineProcess
 from tests.samples import ev
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    eng = EngineProcess(tmp_path / "data").start()
-    try:
-        yield eng
-    finally:
-        eng.kill()
 
 
 def scrape(eng: EngineProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
