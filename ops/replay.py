@@ -25,11 +25,10 @@ from engine.datalock import DataBusy, DataLock
 from engine.log import EVENTS_TABLE, Log, LogError
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
-from projections.projector import Projector
+from projections.projector import PAGE, Projector
 from projections.store import VERSION, instant, sortable
 
 READ_FILE = "read.sqlite"
-PAGE = 5000  # records folded per transaction
 
 Progress = Callable[[int], None]
 

@@ -35,6 +35,12 @@ from projections.store import (
 )
 
 NAME = "read-models"  # the tracking row's name
+# Records folded per transaction, live and in bulk. Each page pays a COMMIT and the counts' upkeep:
+# `engage up` over a 980k-event log with no read models reached position 300,000 in 8.8–8.9 s with
+# 5,000 against 11.1 s with 1,000 (the fold alone: 7.5 s of CPU for 200,000 events against 8.7 s).
+# A full page folds in ~0.2 s, so read models that are behind still move several times a second;
+# during a burst of HTTP ingest the two catch up alike (1.8–2.4 s after 100,000 inputs).
+PAGE = 5000
 CASES_KEPT = 16_384  # cases kept in memory between pages, the most recently changed
 KEYS_KEPT = 65_536  # profile keys remembered as written to `profiles` and to `dirty`
 BULK_CACHE_KIB = 64 * 1024

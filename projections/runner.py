@@ -18,11 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.children import die_with_parent
-from projections.projector import NAME, Projector
+from projections.projector import NAME, PAGE, Projector
 
 log = logging.getLogger("engage.projections")
 
-PAGE = 1000  # records folded per transaction
 ANCHOR_EVERY = 60.0  # seconds between moves of the counts' anchor while idle
 # Ingest comes first: when the cores are busy, the engine's writer and consumer (producers wait on
 # them, SPEC §2) run before the fold, and the read models catch up when the burst is over (their

@@ -59,7 +59,6 @@ from ops.bench.ingest import MIB, Started, _terminate, machine, say, vmhwm
 from ops.bench.ports import free_port
 
 BATCH = 1000
-PAGE = 5000  # as ops.replay
 CHECKPOINT = 100_000
 CUSTOMER_GETS = 200
 STATS_GETS = 50
@@ -103,6 +102,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def read_role(log_path: Path, report: Path) -> None:
     from engine.log import Log
+    from projections.projector import PAGE  # read in the pages a rebuild folds
 
     log = Log(log_path, create=False)
     try:
@@ -120,7 +120,7 @@ def read_role(log_path: Path, report: Path) -> None:
 def rebuild_role(log_path: Path, into: Path, report: Path) -> None:
     from engine import readahead
     from engine.log import Log
-    from projections.projector import Projector
+    from projections.projector import PAGE, Projector
 
     log = Log(log_path, create=False)
     projector = Projector(into, bulk=True)
