@@ -166,6 +166,37 @@ def test_a_rebuild_page_by_page_equals_one_pass(tmp_path: Path, page: int, keys_
     assert dump(tmp_path / "a" / "read.sqlite") == dump(tmp_path / "b" / "read.sqlite")
 
 
+@pytest.mark.parametrize("reindex", [True, False], ids=["span-indexes-built-anew", "kept-row-by-row"])
+def test_a_sweep_that_builds_the_span_indexes_anew_gives_what_one_pass_gives(
+        tmp_path: Path, reindex: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep of most profiles drops the span indexes and builds them again (REINDEX_SHARE):
+    spans, counts and indexes come out as when every row keeps its index entries up to date."""
+    log, whole = build(tmp_path / "a", story())
+    whole.close()
+    monkeypatch.setattr(projections.projector, "REINDEX_FROM", 0 if reindex else 10**9)
+    monkeypatch.setattr(projections.projector, "REINDEX_SHARE", 0.0)  # with 0: every sweep
+    paged = Projector(tmp_path / "b" / "read.sqlite")
+    for after in range(0, log.head.position, 4):
+        paged.apply(log.records(after, 4))
+    paged.close()
+    log.close()
+
+    def counts_and_indexes(path: Path) -> tuple[list[Any], list[Any]]:
+        import sqlite3
+
+        con = sqlite3.connect(path)
+        try:
+            return (sorted(con.execute("SELECT * FROM span_counts")),
+                    sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")))
+        finally:
+            con.close()
+
+    a, b = tmp_path / "a" / "read.sqlite", tmp_path / "b" / "read.sqlite"
+    assert dump(a) == dump(b)
+    assert counts_and_indexes(a) == counts_and_indexes(b)
+    assert len(counts_and_indexes(b)[0]) > 5  # the story's profiles are counted
+
+
 def test_non_case_events_in_any_arrival_order_give_the_same_profiles(tmp_path: Path) -> None:
     """SPEC §3: engagement, advocacy and preferences do not depend on arrival order. (Links and
     erasure follow log order by definition, and cases follow log order: they stay out of this.)"""
