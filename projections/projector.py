@@ -52,6 +52,7 @@ SPAN_INDEXES = ("engagement_spans_ending", "engagement_spans_starting", "advocac
 CASES_KEPT = 16_384  # cases kept in memory between pages, the most recently changed
 KEYS_KEPT = 65_536  # profile keys remembered as written to `profiles` and to `dirty`
 BULK_CACHE_KIB = 64 * 1024
+DEFAULT_CACHE = -2000  # SQLite's own default (2 MiB), once a bulk fold is over
 # 64 MiB of WAL between checkpoints (SQLite's default is 1,000 pages): a page rewritten batch after
 # batch (an index, a profile's spans) reaches the database once per checkpoint, not once per 4 MiB.
 # After a drain of 100,000 events the live read models caught up in 0.4–1.0 s instead of 1.7–1.9 s.
@@ -85,9 +86,10 @@ _whole = msgspec.json.Decoder(dict[str, Any])
 class Projector:
     """The fold of the log into the read-model tables (one writer, on the runner's thread).
 
-    `bulk=True` is for a file nobody reads until the fold is over (`engage rebuild`, `engage
-    replay`): readers' indexes are dropped and built once by the first span sweep, which ends the
-    bulk mode; a larger page cache."""
+    `bulk=True` is for a fold from the start of a large log, whose answers are partial until it
+    is over anyway (`engage rebuild`, `engage replay`, and a runner starting on empty read
+    models): readers' indexes are dropped and built once by the first span sweep, which ends the
+    bulk mode; a larger page cache meanwhile. Readers get the same answers, more slowly."""
 
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  bulk: bool = False) -> None:
@@ -114,6 +116,10 @@ class Projector:
         self._in_dirty = _Written(KEYS_KEPT)
         # Events per profile since the last sweep, to share a sweep evenly (sweep.halfway).
         self._volume: dict[str, int] = {}
+
+    @property
+    def bulk(self) -> bool:
+        return self._bulk
 
     @property
     def position(self) -> int:
@@ -169,7 +175,9 @@ class Projector:
             if last_hash is not None:
                 self.con.execute("INSERT OR REPLACE INTO tracking VALUES (?,?,?)", (NAME, position, last_hash))
             self.con.execute("COMMIT")
-            self._bulk = self._bulk and not respan  # the sweep built the readers' indexes
+            if self._bulk and respan:  # the sweep built the readers' indexes
+                self._bulk = False
+                self.con.execute(f"PRAGMA cache_size={DEFAULT_CACHE}")
         except BaseException:
             self.con.execute("ROLLBACK")
             self.directory = self._load_directory()  # the in-memory state rolls back with the rows

@@ -23,6 +23,10 @@ from projections.projector import NAME, PAGE, Projector
 log = logging.getLogger("engage.projections")
 
 ANCHOR_EVERY = 60.0  # seconds between moves of the counts' anchor while idle
+# From how many records in the log a runner starting on empty read models folds in bulk (as
+# `engage rebuild` does): `engage up` over a 980k-event log with no read models caught up in
+# 15.4–19.0 s against 42.4–45.9 s live (23.5–24.0 s in bulk with the closing sweep unshared).
+BULK_FROM = 10_000
 # Ingest comes first: when the cores are busy, the engine's writer and consumer (producers wait on
 # them, SPEC §2) run before the fold, and the read models catch up when the burst is over (their
 # lag is in /health). Idle cores still go to the runner: niceness only orders who waits.
@@ -54,14 +58,35 @@ class Runner:
         """Follow the log on the calling thread until stop() (a process of its own runs this)."""
         self._run()
 
-    def _run(self) -> None:
+    def _open(self) -> Projector:
+        """The projector; a bulk one when the read models are empty and the log holds BULK_FROM
+        records or more (first start on a log, read models deleted or of another version)."""
         projector = Projector(self._path)
+        try:
+            far_behind = projector.position == 0 and bool(self._read_log(BULK_FROM - 1, 1))
+        except (sqlite3.Error, RuntimeError):
+            far_behind = False  # the loop reports what is wrong with the log, and retries
+        if far_behind:
+            projector.close()
+            projector = Projector(self._path, bulk=True)
+        return projector
+
+    def _run(self) -> None:
+        projector = self._open()
         moved = time.monotonic()
         try:
             self.position = projector.position
             while not self._stop.is_set():
                 try:
                     records = self._read_log(self.position, PAGE)
+                    if records and projector.bulk and len(records) < PAGE:
+                        # The end of a bulk fold: its sweep, shared with a helper process, builds
+                        # the readers' indexes and ends the bulk mode.
+                        projector.apply(records, respan=False)
+                        self.position = projector.apply([], respan=True)
+                        self.error = None
+                        moved = time.monotonic()
+                        continue
                     if records:
                         # A full page means more are waiting: sweep spans once caught up.
                         self.position = projector.apply(records, respan=len(records) < PAGE)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 import projections.projector
+import projections.runner
 from engine.children import children_of
 from engine.log import Log
 from engine.received import Received
@@ -195,6 +197,55 @@ def test_a_sweep_that_builds_the_span_indexes_anew_gives_what_one_pass_gives(
     assert dump(a) == dump(b)
     assert counts_and_indexes(a) == counts_and_indexes(b)
     assert len(counts_and_indexes(b)[0]) > 5  # the story's profiles are counted
+
+
+def test_a_runner_starting_on_empty_read_models_of_a_long_log_folds_in_bulk_to_the_same_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From BULK_FROM records on, a runner with empty read models folds like `engage rebuild`
+    (readers' indexes dropped, built by the closing sweep); the result is the one-pass fold's,
+    indexes included. A shorter log, or read models already under way, stay live."""
+    import sqlite3
+
+    log, whole = build(tmp_path / "a", story())
+    whole.close()
+    head = log.head.position
+
+    def opens_in_bulk(path: Path) -> bool:
+        projector = projections.runner.Runner(log.records, path)._open()
+        try:
+            return projector.bulk
+        finally:
+            projector.close()
+
+    monkeypatch.setattr(projections.runner, "BULK_FROM", head)
+    assert opens_in_bulk(tmp_path / "long" / "read.sqlite")
+    monkeypatch.setattr(projections.runner, "BULK_FROM", head + 1)
+    assert not opens_in_bulk(tmp_path / "short" / "read.sqlite")
+
+    monkeypatch.setattr(projections.runner, "BULK_FROM", 2)
+    runner = projections.runner.Runner(lambda after, limit: log.records(after, min(limit, 7)),  # partial pages
+                                       tmp_path / "b" / "read.sqlite", poll=0.01)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while runner.position < head:
+            assert runner.error is None and time.monotonic() < deadline, (runner.position, runner.error)
+            time.sleep(0.01)
+    finally:
+        runner.stop()
+    assert not opens_in_bulk(tmp_path / "b" / "read.sqlite")  # under way: live
+    log.close()
+
+    def indexes(path: Path) -> list[str]:
+        con = sqlite3.connect(path)
+        try:
+            return sorted(name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'"))
+        finally:
+            con.close()
+
+    a, b = tmp_path / "a" / "read.sqlite", tmp_path / "b" / "read.sqlite"
+    assert dump(a) == dump(b)
+    assert indexes(a) == indexes(b)
 
 
 def test_non_case_events_in_any_arrival_order_give_the_same_profiles(tmp_path: Path) -> None:
