@@ -27,6 +27,7 @@ from projections.store import (
     BEGINNING,
     DEFERRED_INDEXES,
     FOLD_INDEXES,
+    SPAN_INDEXES,
     connect,
     create_indexes,
     drop_indexes,
@@ -48,8 +49,6 @@ PAGE = 5000
 # the burst against 1.82–2.34 s.
 REINDEX_SHARE = 0.5
 REINDEX_FROM = 1_000
-SPAN_INDEXES = ("engagement_spans_ending", "engagement_spans_starting", "advocacy_spans_ending",
-                "advocacy_spans_starting")
 CASES_KEPT = 16_384  # cases kept in memory between pages, the most recently changed
 KEYS_KEPT = 65_536  # profile keys remembered as written to `profiles` and to `dirty`
 BULK_CACHE_KIB = 64 * 1024
@@ -328,8 +327,7 @@ class Projector:
         reindex = (not self._bulk and len(profiles) >= REINDEX_FROM
                    and len(profiles) >= REINDEX_SHARE * self._profile_count())
         if reindex:
-            for name in SPAN_INDEXES:
-                self.con.execute(f"DROP INDEX IF EXISTS {name}")
+            drop_indexes(self.con, SPAN_INDEXES)
         self.con.execute("DELETE FROM engagement_spans WHERE profile IN (SELECT profile FROM dirty)")
         self.con.execute("DELETE FROM advocacy_spans WHERE profile IN (SELECT profile FROM dirty)")
         helper = None

@@ -78,8 +78,9 @@ VERSION = 2
 # reads yet) drops them and builds them once at its end, which is ~10 µs an event cheaper than
 # keeping them up to date row by row. The span sweep itself reads through primary keys and
 # events_by_origin, which `create_indexes` builds first.
-DEFERRED_INDEXES = ("events_consent", "engagement_spans_ending", "engagement_spans_starting",
-                    "advocacy_spans_ending", "advocacy_spans_starting", "cases_by_oid", "cases_by_state",
+SPAN_INDEXES = ("engagement_spans_ending", "engagement_spans_starting", "advocacy_spans_ending",
+                "advocacy_spans_starting")
+DEFERRED_INDEXES = ("events_consent", *SPAN_INDEXES, "cases_by_oid", "cases_by_state",
                     "cases_by_first_response_breach", "cases_by_resolution_breach")
 FOLD_INDEXES = ("events_by_origin",)
 # Indexes of earlier layouts that the ones above replace (same tables, same rows): dropped at connect.
@@ -87,8 +88,9 @@ REPLACED_INDEXES = ("engagement_spans_by_end", "engagement_spans_by_start", "adv
                     "advocacy_spans_by_start")
 
 
-def drop_indexes(con: sqlite3.Connection) -> None:
-    for name in (*FOLD_INDEXES, *DEFERRED_INDEXES):
+def drop_indexes(con: sqlite3.Connection, names: tuple[str, ...] = (*FOLD_INDEXES, *DEFERRED_INDEXES)) -> None:
+    """The named indexes of SCHEMA (by default every one a bulk fold builds at its end), where present."""
+    for name in names:
         con.execute(f"DROP INDEX IF EXISTS {name}")
 
 

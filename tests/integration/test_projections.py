@@ -148,6 +148,18 @@ def dump(path: Path) -> dict[str, list[Any]]:
     return out
 
 
+def counts_and_indexes(path: Path) -> tuple[list[Any], list[Any]]:
+    """The span counts at the anchor, and the indexes (name and statement) of a read-model file."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        return (sorted(con.execute("SELECT * FROM span_counts")),
+                sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")))
+    finally:
+        con.close()
+
+
 KEYS_KEPT = projections.projector.KEYS_KEPT
 
 
@@ -183,16 +195,6 @@ def test_a_sweep_that_builds_the_span_indexes_anew_gives_what_one_pass_gives(
     paged.close()
     log.close()
 
-    def counts_and_indexes(path: Path) -> tuple[list[Any], list[Any]]:
-        import sqlite3
-
-        con = sqlite3.connect(path)
-        try:
-            return (sorted(con.execute("SELECT * FROM span_counts")),
-                    sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")))
-        finally:
-            con.close()
-
     a, b = tmp_path / "a" / "read.sqlite", tmp_path / "b" / "read.sqlite"
     assert dump(a) == dump(b)
     assert counts_and_indexes(a) == counts_and_indexes(b)
@@ -204,8 +206,6 @@ def test_a_runner_starting_on_empty_read_models_of_a_long_log_folds_in_bulk_to_t
     """From BULK_FROM records on, a runner with empty read models folds like `engage rebuild`
     (readers' indexes dropped, built by the closing sweep); the result is the one-pass fold's,
     indexes included. A shorter log, or read models already under way, stay live."""
-    import sqlite3
-
     log, whole = build(tmp_path / "a", story())
     whole.close()
     head = log.head.position
@@ -236,16 +236,9 @@ def test_a_runner_starting_on_empty_read_models_of_a_long_log_folds_in_bulk_to_t
     assert not opens_in_bulk(tmp_path / "b" / "read.sqlite")  # under way: live
     log.close()
 
-    def indexes(path: Path) -> list[str]:
-        con = sqlite3.connect(path)
-        try:
-            return sorted(name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'"))
-        finally:
-            con.close()
-
     a, b = tmp_path / "a" / "read.sqlite", tmp_path / "b" / "read.sqlite"
     assert dump(a) == dump(b)
-    assert indexes(a) == indexes(b)
+    assert counts_and_indexes(a)[1] == counts_and_indexes(b)[1]
 
 
 def test_non_case_events_in_any_arrival_order_give_the_same_profiles(tmp_path: Path) -> None:
