@@ -30,7 +30,8 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS events (position INTEGER PRIMARY KEY, id TEXT NOT NULL, type TEXT NOT NULL, "
     "occurred_at TEXT NOT NULL, oid INTEGER NOT NULL, rung INTEGER, weight REAL, detail TEXT)",
     "CREATE INDEX IF NOT EXISTS events_by_origin ON events(oid, occurred_at, id, type, rung, weight, detail)",
-    # A profile's latest consent per purpose as of T, for the /customers?marketing= filter.
+    # A profile's latest consent per purpose as of T, for the /customers?marketing= filter (which
+    # names it: the planner would take the covering index above).
     "CREATE INDEX IF NOT EXISTS events_consent ON events(oid, occurred_at) WHERE type = 'consent.changed'",
     "CREATE TABLE IF NOT EXISTS links (channel TEXT NOT NULL, handle TEXT NOT NULL, epoch INTEGER NOT NULL, "
     "customer TEXT NOT NULL, occurred_at TEXT NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (channel, handle, epoch))",
