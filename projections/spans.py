@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeVar
 
 from projections.advocacy import HALF_LIFE, tier
@@ -24,6 +24,7 @@ from projections.store import BEGINNING, END, instant, sortable
 _TAU = HALF_LIFE.total_seconds()
 _THRESHOLDS = (20.0, 5.0, -5.0)  # SPEC §4 tier boundaries
 _MICRO = timedelta(microseconds=1)
+_FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)  # BEGINNING
 
 V = TypeVar("V")
 
@@ -151,9 +152,12 @@ def _add(partials: list[float], x: float) -> None:
 
 def _merge(starts: list[datetime | None], values: list[V]) -> list[tuple[str, str, V]]:
     """Adjacent spans with the same value become one; the first starts at the beginning of time
-    (None), the last runs to its end. Only the boundaries kept are written as text."""
+    (None), the last runs to its end. Only the boundaries kept are written as text. A change at the
+    beginning of time itself (an event of 0001-01-01T00:00:00Z) leaves the first span empty: it goes."""
     kept: list[tuple[datetime | None, V]] = []
     for start, value in zip(starts, values, strict=True):
+        if start == _FIRST_INSTANT:
+            kept.pop()
         if not kept or kept[-1][1] != value:
             kept.append((start, value))
     texts = [BEGINNING if start is None else sortable(start) for start, _ in kept] + [END]
