@@ -13,12 +13,13 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import msgspec
 
+from commands.instants import parse_instant
 from engine.settings import DEFAULT_BATCH, Settings, UsageError, parse_listen, parse_port
 
 if TYPE_CHECKING:
@@ -423,12 +424,9 @@ def _head(data: Path) -> int | None:
 
 def _instant(value: str, flag: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise UsageError(f"{flag} {value!r} is not an RFC 3339 timestamp, e.g. 2026-10-01T12:00:00Z") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{flag} {value!r} has no offset: add Z or ±hh:mm")
-    return moment.astimezone(UTC)
+        return parse_instant(value)
+    except ValueError as e:
+        raise UsageError(f"{flag} {value!r} {e}") from None
 
 
 def _print_history(found: History) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -17,9 +17,10 @@ import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
+from commands.instants import OutOfRange, parse_instant, rfc3339
 from engine.access import PERSONAL
 from ops.access_http import role_of
-from projections.reads import NotFound, Reads
+from projections.reads import EARLIEST_AS_OF, LATEST_AS_OF, NotFound, Reads
 from projections.vocabulary import LEVELS, PRIORITIES, STATES, TIERS
 
 
@@ -36,13 +37,16 @@ def json_response(body: Any, status: int = 200) -> Response[bytes]:
 def parse_as_of(value: str | None, clock: Callable[[], datetime]) -> datetime:
     if value is None:
         return clock()
+    answered = f"the instants answered are {rfc3339(EARLIEST_AS_OF)} to {rfc3339(LATEST_AS_OF)}"
     try:
-        moment = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
-        raise BadParameter("as_of", f"{value!r} is not an RFC 3339 timestamp") from None
-    if moment.tzinfo is None:
-        raise BadParameter("as_of", f"{value!r} has no offset: add Z or ±hh:mm")
-    return moment.astimezone(UTC)
+        moment = parse_instant(value)
+    except OutOfRange as e:
+        raise BadParameter("as_of", f"{value!r} {e}: {answered}") from None
+    except ValueError as e:
+        raise BadParameter("as_of", f"{value!r} {e}") from None
+    if not EARLIEST_AS_OF <= moment <= LATEST_AS_OF:
+        raise BadParameter("as_of", f"{value!r} is out of range: {answered}")
+    return moment
 
 
 def parse_limit(value: str | None) -> int:

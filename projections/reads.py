@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,16 @@ from commands.touchpoints import PERSONAL_FIELDS
 from engine.log import EVENTS_TABLE
 from projections.advocacy import advocacy, explain_advocacy
 from projections.counts import counts_at
-from projections.engagement import LADDER, consent_granted, engagement, explain_engagement
+from projections.engagement import LADDER, WINDOW, consent_granted, engagement, explain_engagement
 from projections.sla import case_view
-from projections.store import instant, sortable
+from projections.store import END, instant, sortable
 
 _case_decoder = msgspec.msgpack.Decoder(Case)
+
+# The instants a read can be asked about: from the first whose 90-day window starts within the
+# calendar (0001-04-01) to the last before END, where every span ends.
+EARLIEST_AS_OF = datetime.min.replace(tzinfo=UTC) + WINDOW
+LATEST_AS_OF = instant(END) - timedelta(microseconds=1)
 
 
 class NotFound(msgspec.Struct, frozen=True):
