@@ -33,6 +33,12 @@ BULK_FROM = 10_000
 RUNNER_NICENESS = 10
 
 
+def status_file(path: Path) -> Path:
+    """Where a runner that cannot fold says why, beside its read models (`read.sqlite.error`):
+    the engine that started it shows it in /health. It goes once a page folds again."""
+    return path.with_name(path.name + ".error")
+
+
 class Runner:
     """Keeps the read models up to date with the log, on a thread of its own."""
 
@@ -44,6 +50,19 @@ class Runner:
         self._thread: threading.Thread | None = None
         self.position = 0
         self.error: str | None = None
+        self._status = status_file(path)
+        self._status.unlink(missing_ok=True)  # what a runner before this one said
+
+    def _report(self, error: str | None) -> None:
+        if error == self.error:
+            return
+        self.error = error
+        if error is None:
+            self._status.unlink(missing_ok=True)
+        else:
+            partial = self._status.with_name(self._status.name + ".partial")
+            partial.write_text(error, encoding="utf-8")
+            partial.replace(self._status)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="engage-projections", daemon=True)
@@ -84,13 +103,13 @@ class Runner:
                         # the readers' indexes and ends the bulk mode.
                         projector.apply(records, respan=False)
                         self.position = projector.apply([], respan=True)
-                        self.error = None
+                        self._report(None)
                         moved = time.monotonic()
                         continue
                     if records:
                         # A full page means more are waiting: sweep spans once caught up.
                         self.position = projector.apply(records, respan=len(records) < PAGE)
-                        self.error = None
+                        self._report(None)
                         moved = time.monotonic()
                         continue
                     if projector.has_dirty():  # caught up on a full page: sweep what it left
@@ -99,9 +118,11 @@ class Runner:
                     elif time.monotonic() - moved > ANCHOR_EVERY:  # idle: keep "now" cheap to count
                         projector.apply([], respan=False)
                         moved = time.monotonic()
-                except (sqlite3.Error, RuntimeError) as e:
-                    self.error = str(e)
-                    log.exception("projections: a page could not be applied; retrying")
+                except (sqlite3.Error, RuntimeError, OSError) as e:
+                    error = f"the read models are stuck at position {self.position}: {e}"
+                    if error != self.error:  # once, not every second
+                        log.exception("projections: %s; retrying every second", error)
+                    self._report(error)
                     self._stop.wait(1)
                     continue
                 self._stop.wait(self._poll)
@@ -120,7 +141,18 @@ class RunnerProcess:
         self._log_path = log_path
         self._path = path
         self._proc: subprocess.Popen[bytes] | None = None
-        self.error: str | None = None
+        self._exited: str | None = None
+        self._restarted_at = 0
+
+    @property
+    def error(self) -> str | None:
+        """Why the read models do not follow the log, if they do not: what the runner reports
+        (a page it cannot fold), else that it exited and was started again."""
+        with contextlib.suppress(FileNotFoundError):
+            return status_file(self._path).read_text(encoding="utf-8")
+        if self._exited is not None and self.position > self._restarted_at:
+            self._exited = None  # the runner started again folds: nothing is wrong any more
+        return self._exited
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
@@ -134,8 +166,9 @@ class RunnerProcess:
         """Start the runner again if it died (it carries on from its tracking position)."""
         code = None if self._proc is None else self._proc.poll()
         if code is not None:
-            self.error = f"the projection runner exited with code {code}; started again"
-            log.error("projections: %s", self.error)
+            self._exited = f"the projection runner exited with code {code}; started again"
+            self._restarted_at = self.position
+            log.error("projections: %s", self._exited)
             self.start()
 
     @property

@@ -485,6 +485,9 @@ def test_a_projection_runner_that_dies_is_started_again_and_catches_up(tmp_path:
             time.sleep(0.1)
         assert runner_pids() and runner_pids() != [first]
         assert eng.get("/customers/c-1").json()["customer"] == "c-1"
+        # it said so while it was down, and not any more once the new runner folded
+        assert "exited with code -9" in eng.log_tail(20_000)
+        assert eng.get("/health").json()["status"] == "ok"
     finally:
         eng.kill()
 
