@@ -227,6 +227,12 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return problem(exc.status_code, error.get(exc.status_code, "error"), str(exc.detail))
 
+    def internal_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        """A defect, never a user's mistake: the traceback goes to the log, the caller gets the
+        documented shape rather than the framework's."""
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return problem(500, "internal", "the engine could not answer this request; its log has the details")
+
     routes: list[Any] = [health, rejects, audit_export, audit_verify]
     if ingest is not None:
         routes.append(post_events)
@@ -241,7 +247,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         route_handlers=routes,
         middleware=middleware,
         request_max_body_size=MAX_BODY,
-        exception_handlers={HTTPException: http_problem},
+        exception_handlers={HTTPException: http_problem, Exception: internal_problem},
         openapi_config=OpenAPIConfig(title="engage", version="1"),
         logging_config=None,  # the CLI configures logging (ops/logs.py); Litestar's default would replace it
         debug=False,
