@@ -250,8 +250,11 @@ class Projector:
         if change is None:
             return
         before, after = change
-        oid = self._existing_oid(Origin(None, channel, handle, epoch))
-        if oid is not None:  # an identity that carried no event yet gets its row, and owner, later
+        origin = Origin(None, channel, handle, epoch)
+        oid = self._existing_oid(origin)
+        if oid is None:  # an identity that carried no event yet: listed by its customer all the same (§7)
+            self._oid(origin)
+        else:
             self.con.execute("UPDATE origins SET owner=? WHERE oid=?", (after, oid))
         if before is not None and before.startswith("~"):
             self._forget(before)  # a linked identity is no profile of its own any more

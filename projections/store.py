@@ -72,7 +72,9 @@ SCHEMA = [
 
 # The layout above. A read model of another version is dropped and folded again from the log
 # (it holds nothing of its own); `engage up --read-only` serves an older one as it is.
-VERSION = 2
+# 3: an identity gets its origin row when it is linked, so its customer lists it before it carries
+# an event.
+VERSION = 3
 
 
 # Secondary indexes that only readers need: a bulk fold (a rebuild or a replay into a file nobody

@@ -92,6 +92,28 @@ async def test_a_linked_anonymous_profile_answers_where_it_went(reads: Reads) ->
     assert await reads.customer("~twitter:alice", NOW) == NotFound({"error": "linked", "customer": "c-1"})
 
 
+async def test_a_customer_lists_an_identity_linked_before_it_carried_any_event(tmp_path: Path) -> None:
+    log, projector = build(tmp_path, [
+        ev(1, "identity.linked", {"channel": "forum", "handle": "Quiet"}, customer="c-9", at=at(1)),
+        ev(2, "identity.linked", {"channel": "b", "handle": "moved"}, customer="c-8", at=at(1)),
+        ev(3, "identity.linked", {"channel": "b", "handle": "moved"}, customer="c-9", at=at(2)),
+    ])
+    projector.close()
+    log.close()
+    reads = Reads(tmp_path / "read.sqlite", tmp_path / "log.sqlite")
+    await reads.open()
+    try:
+        for key, identities in (("c-9", [{"channel": "b", "handle": "moved"}, {"channel": "forum", "handle": "quiet"}]),
+                                ("c-8", [])):
+            answer = await reads.customer(key, NOW)
+            assert not isinstance(answer, NotFound)
+            assert answer["identities"] == identities, key
+        for key in ("~forum:quiet", "~b:moved"):
+            assert await reads.customer(key, NOW) == NotFound({"error": "linked", "customer": "c-9"})
+    finally:
+        await reads.close()
+
+
 async def test_erasure_hides_the_customer_and_an_identity_starts_afresh(reads: Reads) -> None:
     assert await reads.customer("c-gone", NOW) == NotFound({"error": "erased"})
     fresh = await reads.customer("~forum:g", NOW)
