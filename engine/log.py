@@ -532,7 +532,7 @@ def _whose(raw: bytes) -> tuple[str | None, str | None]:
     """(the id, the profile key) a raw input names, if it can be read at all."""
     try:
         sniffed = _sniff.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # skipping deep nesting recurses too
         return None, None
     event_id = sniffed.id if isinstance(sniffed.id, str) else None
     if isinstance(sniffed.customer, str) and sniffed.customer:

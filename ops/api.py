@@ -92,9 +92,11 @@ def split_body(body: bytes, content_type: str) -> list[bytes]:
             return [body]  # one event: parse() decides what it is, as it would for a NATS message
         try:
             elements = msgspec.json.decode(body, type=list[msgspec.Raw])
+            items = [_compact_when_large(bytes(element)) for element in elements]
         except msgspec.DecodeError as e:
             raise BodyRefused(400, "unparseable", f"the body is not a JSON array: {e}") from e
-        items = [_compact_when_large(bytes(element)) for element in elements]
+        except RecursionError:
+            raise BodyRefused(400, "unparseable", "the body is not a JSON array of events: nested too deeply") from None
     else:
         raise BodyRefused(
             415, "unsupported_media_type",
@@ -119,7 +121,7 @@ _id_only = msgspec.json.Decoder(dict[str, Any])
 def sniff_id(raw: bytes) -> str | None:
     try:
         value = _id_only.decode(raw).get("id")
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     return value if isinstance(value, str) else None
 

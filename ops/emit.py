@@ -64,7 +64,7 @@ _ids = msgspec.json.Decoder(dict[str, Any])
 def event_id(line: bytes) -> str | None:
     try:
         value = _ids.decode(line).get("id")
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     return value if isinstance(value, str) else None
 

@@ -131,6 +131,8 @@ def test_array_element_size_counts_its_compact_encoding(engine: EngineProcess) -
 
 @pytest.mark.parametrize(("body", "content_type", "status", "error"), [
     (b"[{}, ", "application/json", 400, "unparseable"),
+    (b"[" * 1000 + b"]" * 1000, "application/json", 400, "unparseable"),  # deeper than the decoder goes
+    (b"[{}, " + b"[" * 1000 + b"]" * 1000 + b"]", "application/json", 400, "unparseable"),
     (b"{}", "text/plain", 415, "unsupported_media_type"),
     (b"{}", "", 415, "unsupported_media_type"),
     (b"[" + b",".join([b"{}"] * 1001) + b"]", "application/json", 413, "too_many_events"),
@@ -148,6 +150,22 @@ def test_a_body_over_the_limit_is_413_with_json(engine: EngineProcess) -> None:
     assert r.status_code == 413 and "error" in r.json()
 
 
+def deeply_nested(event_id: str, depth: int = 1000) -> bytes:
+    """An event whose data nests deeper than JSON decoders go (it crashed the log's writer)."""
+    good = ev(event_id, "idea.voted", {"idea": "i"})
+    return good.replace(b'{"idea": "i"}', b'{"a":' * depth + b"1" + b"}" * depth)
+
+
+def test_deeply_nested_input_is_a_kept_reject_and_what_follows_is_accepted(engine: EngineProcess) -> None:
+    answer = post(engine, deeply_nested("deep") + b"\n" + ev("after", "idea.voted", {"idea": "i"}))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 1
+    # too deep to read even its id: kept as malformed, like any input that cannot be decoded
+    assert [(r["index"], r["id"], r["reason"]) for r in answer.json()["rejected"]] == [(0, None, "malformed")]
+    assert [(r["id"], r["reason"], r["detail"]) for r in all_rejects(engine)] == [
+        (None, "malformed", "not JSON: nested too deeply")]
+
+
 def test_ndjson_skips_blank_lines_and_indexes_events(engine: EngineProcess) -> None:
     body = b"\n" + ev(1, "idea.voted", {"idea": "i"}) + b"\r\n\n" + b"oops\n"
     answer = post(engine, body).json()
@@ -161,6 +179,7 @@ async def test_poison_messages_over_nats_are_kept_and_do_not_block_what_follows(
     rng = random.Random(7)
     poison = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) for _ in range(40)]
     poison += [b"", b"{}", b"null", b'{"type": 1}', b'{"type": "idea.voted"}', b"\x00" * 70_000]
+    poison += [deeply_nested("deep"), b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000]
     nc = await nats.connect(engine.nats)
     js = nc.jetstream()
     for k, bad in enumerate(poison):
