@@ -66,6 +66,8 @@ def export(data: Path, out: IO[bytes], *, decrypt: bool = False,
 def export_to_file(data: Path, target: Path, **options: Any) -> int:
     """Written beside the target and renamed into place: a reader never sees half an export."""
     target = target.resolve()
+    if target.is_dir():
+        raise UsageError(f"-o {target} is a directory: name the file to write, e.g. {target / 'export.jsonl'}")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as e:

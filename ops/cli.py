@@ -195,10 +195,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command is None:
         parser.error(f"a COMMAND is required: {', '.join(COMMANDS)}")
     _configure_logging()
+    # The data directory holds the keys to every personal field (SPEC §6), exports may hold the
+    # fields themselves: what engage creates is its owner's alone.
+    os.umask(0o077)
     try:
         code = COMMANDS[args.command](args)
     except UsageError as e:
         print(f"engage {args.command}: {e}", file=sys.stderr)
+        code = 2
+    except PermissionError as e:
+        print(f"engage {args.command}: {e.strerror.lower()}: {e.filename}: run it as the user that owns the "
+              "data directory, or give that user access", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130
@@ -235,8 +242,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run(settings, announce=lambda line: print(line, flush=True)))
-    except UsageError:
-        raise
+    except (UsageError, PermissionError):
+        raise  # one line from main()
     except (NatsServerError, StreamMismatch) as e:
         raise UsageError(str(e)) from e
     except Exception:

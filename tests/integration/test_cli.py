@@ -101,6 +101,13 @@ def test_usage_mistake_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, .
     assert list((tmp_path / "empty").iterdir()) == []
 
 
+def test_the_data_directory_and_its_files_are_the_owners_alone(engine: EngineProcess) -> None:
+    """It holds the keys to every personal field (SPEC §6): no other local user may read it."""
+    assert engine.data.stat().st_mode & 0o777 == 0o700
+    for path in engine.data.rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
 def test_usage_mistake_from_the_environment_is_one_line(tmp_path: Path) -> None:
     r = cli("up", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0", cwd=tmp_path,
             env={"ENGAGE_NATS_PORT": "abc"})
@@ -374,6 +381,10 @@ def test_export_to_a_file_then_verify_it(engine: EngineProcess, tmp_path: Path) 
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith("ok"), verified.stdout
     assert str(n) in verified.stdout
+
+    assert out.stat().st_mode & 0o777 == 0o600  # an export is its owner's alone (`--decrypt` holds personal data)
+    into_directory = cli("export", "--data", str(engine.data), "-o", str(tmp_path), cwd=tmp_path)
+    one_line_error(into_directory, "is a directory", str(tmp_path / "export.jsonl"))
 
     live = cli("verify", "--data", str(engine.data), cwd=tmp_path)
     assert live.returncode == 0, live.stdout + live.stderr
