@@ -204,8 +204,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"engage {args.command}: {e}", file=sys.stderr)
         code = 2
     except PermissionError as e:
-        print(f"engage {args.command}: {e.strerror.lower()}: {e.filename}: run it as the user that owns the "
-              "data directory, or give that user access", file=sys.stderr)
+        denied = (e.strerror or "permission denied").lower()
+        print(f"engage {args.command}: {denied}: {e.filename}: run it as the user that owns the data directory, "
+              "or give that user access", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130

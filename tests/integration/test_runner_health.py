@@ -27,7 +27,8 @@ def wait_for(eng: EngineProcess, ready: Any, timeout: float = 30) -> dict[str, A
 
 
 def post(eng: EngineProcess, *raws: bytes) -> int:
-    answer = httpx.post(eng.http + "/events", content=b"\n".join(raws), headers={"content-type": "application/x-ndjson"})
+    answer = httpx.post(eng.http + "/events", content=b"\n".join(raws),
+                        headers={"content-type": "application/x-ndjson"})
     assert answer.json()["accepted"] == len(raws), answer.text
     return int(eng.get("/health").json()["log"]["head"])
 
