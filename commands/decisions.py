@@ -17,7 +17,8 @@ class WriteView(Protocol):
     """What a decision needs to know about the log so far."""
 
     def logged(self, event_id: str) -> tuple[bytes, int] | None:
-        """(content digest, position) of the event with that id, if the log holds it."""
+        """(content digest, position) of the event with that id, if the log holds it. The digest
+        is empty once the event's personal fields were shredded with their keys (SPEC §6)."""
 
     def case(self, case: str) -> Case | None: ...
 
@@ -29,7 +30,9 @@ def decide(tp: Touchpoint[Any], digest: bytes, view: WriteView) -> Duplicate | R
     seen = view.logged(tp.id)
     if seen is not None:
         logged_digest, position = seen
-        if logged_digest == digest:
+        # An erased customer's event can no longer be compared with what comes again: the same id
+        # is a duplicate, whatever it carries (answering by content would confirm a guess).
+        if logged_digest == digest or not logged_digest:
             return Duplicate(position)
         return Rejected(
             "duplicate_conflict", f"id: {tp.id!r} is in the log (position {position}) with other content"

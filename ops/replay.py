@@ -22,7 +22,7 @@ from commands.instants import rfc3339
 from engine import readahead
 from engine.children import alive
 from engine.datalock import DataBusy, DataLock
-from engine.log import EVENTS_TABLE, Log, LogError
+from engine.log import EVENTS_TABLE, SHREDDED, Log, LogError
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
 from projections.projector import PAGE, Projector
@@ -273,7 +273,16 @@ def _copy_log(source: Path, target: Path, position: int, cutoff: datetime, read_
         con.execute(f"INSERT INTO {EVENTS_TABLE} (rowid, originator_id, originator_version, topic, state) "
                     f"SELECT rowid, originator_id, originator_version, topic, state FROM source.{EVENTS_TABLE} "
                     "WHERE rowid <= ? ORDER BY rowid", (position,))
-        con.execute("INSERT INTO event_ids SELECT * FROM source.event_ids WHERE position <= ?", (position,))
+        # Without the keys, a digest of personal fields is all that is left of them in the copy, and
+        # one that a later erasure would not reach: the copy keeps only the others' digests. (A
+        # source of the layout before key_id keeps none; a replay decides nothing with them.)
+        if "key_id" in {row[1] for row in con.execute("PRAGMA source.table_info(event_ids)")}:
+            con.execute("INSERT INTO event_ids (id, digest, position, key_id) SELECT id, CASE WHEN key_id IS NULL "
+                        "THEN digest ELSE ? END, position, key_id FROM source.event_ids WHERE position <= ?",
+                        (SHREDDED, position))
+        else:
+            con.execute("INSERT INTO event_ids (id, digest, position) SELECT id, ?, position FROM source.event_ids "
+                        "WHERE position <= ?", (SHREDDED, position))
         con.execute("INSERT INTO erased SELECT * FROM source.erased WHERE position <= ?", (position,))
         con.execute("INSERT INTO rejects SELECT * FROM source.rejects WHERE sortable(received_at) <= ? ORDER BY seq",
                     (sortable(cutoff),))

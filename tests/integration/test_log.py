@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from commands.outcomes import Accepted, Duplicate, Rejected
+from commands.parsing import canonical_json, digest_of, parse
 from engine.chain import verify
 from engine.log import Log, LogError
 from engine.received import Received
@@ -101,6 +102,76 @@ def test_erasure_destroys_the_keys_of_the_customer_and_its_linked_identities(log
     assert lookup(ada_tweet.split(":")[1]) is None
     assert lookup(bob_post.split(":")[1]) is not None
     assert verify(log.iter_records()) == (5, None)
+
+
+def digests(log: Log) -> dict[str, bytes]:
+    con = sqlite3.connect(log.path)
+    try:
+        return {i: bytes(d) for i, d in con.execute("SELECT id, digest FROM event_ids")}
+    finally:
+        con.close()
+
+
+def plain_digest(raw: bytes) -> bytes:
+    """What a digest of the event's plaintext would be: confirmable by guessing its personal fields."""
+    tp = parse(raw, NOW)
+    assert not isinstance(tp, Rejected)
+    return digest_of(canonical_json(tp))
+
+
+ADA = ev(1, "customer.registered", {"name": "Ada Lovelace", "email": "ada@example.org"})
+ADA_GUESSED = ev(1, "customer.registered", {"name": "Ada Byron", "email": "ada@example.org"})
+TWEET = ev(2, "comment.posted", {"thread": "t", "text": "hi"}, identity={"channel": "twitter", "handle": "ada"})
+BOB = ev(6, "customer.registered", {"name": "Bob"}, customer="c-bob")
+
+
+def test_erasure_shreds_the_digests_of_what_its_keys_held(log: Log) -> None:
+    """A digest of a name or an email can be confirmed by guessing it, offline from the file, or
+    online by sending the event again (duplicate or duplicate_conflict): it goes with the keys."""
+    commit(log, ADA, TWEET, ev(3, "identity.linked", {"channel": "twitter", "handle": "ada"}),
+           ev(4, "idea.voted", {"idea": "i"}), BOB)
+    kept = digests(log)
+    assert kept["e-1"] == plain_digest(ADA) and kept["e-2"] == plain_digest(TWEET)  # readable while not erased
+    assert commit(log, ADA_GUESSED)[0].reason == "duplicate_conflict"
+    commit(log, ev(5, "customer.erased"))
+    after = digests(log)
+    assert after["e-1"] == after["e-2"] == b""  # its own and its linked identity's
+    assert after["e-4"] == kept["e-4"] != b""  # no personal field: nothing to guess
+    assert after["e-6"] == kept["e-6"] == plain_digest(BOB)  # someone else's
+    assert plain_digest(ADA) not in after.values()
+    # Sent again, the erased customer's event is a duplicate whatever it carries: no oracle.
+    assert commit(log, ADA, ADA_GUESSED, TWEET) == [Duplicate(1), Duplicate(1), Duplicate(2)]
+    assert commit(log, ev(6, "customer.registered", {"name": "Rob"}, customer="c-bob"))[0].reason == (
+        "duplicate_conflict")
+
+
+def test_an_erasure_shreds_the_digests_its_own_batch_wrote(log: Log) -> None:
+    outcomes = commit(log, ADA, ev(5, "customer.erased"), ADA_GUESSED)
+    assert outcomes == [Accepted(1), Accepted(2), Duplicate(1)]
+    assert digests(log)["e-1"] == b""
+
+
+def test_a_log_of_the_earlier_layout_shreds_the_digests_of_erased_customers_when_opened(tmp_path: Path) -> None:
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, ADA, TWEET, ev(3, "identity.linked", {"channel": "twitter", "handle": "ada"}), BOB,
+           ev(5, "customer.erased"))
+    log.close()
+    with sqlite3.connect(tmp_path / "log.sqlite") as con:  # as the engine before key_id wrote it
+        con.execute("ALTER TABLE event_ids DROP COLUMN key_id")
+        con.execute("UPDATE event_ids SET digest=? WHERE id='e-1'", (plain_digest(ADA),))
+        con.execute("UPDATE event_ids SET digest=? WHERE id='e-2'", (plain_digest(TWEET),))
+    reopened = Log(tmp_path / "log.sqlite")
+    try:
+        after = digests(reopened)
+        assert after["e-1"] == after["e-2"] == b"" and after["e-6"] == plain_digest(BOB)
+        con = sqlite3.connect(reopened.path)
+        try:
+            assert con.execute("SELECT key_id IS NOT NULL FROM event_ids WHERE id='e-6'").fetchone() == (1,)
+        finally:
+            con.close()
+        assert commit(reopened, ADA_GUESSED) == [Duplicate(1)]
+    finally:
+        reopened.close()
 
 
 def test_an_unlinked_identity_starts_afresh_after_erasure(log: Log) -> None:

@@ -1,0 +1,48 @@
+"""commands.decisions.decide, idempotency and erasure (SPEC §2, §6), as a table over a view of the log."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from commands.cases import Case
+from commands.decisions import decide
+from commands.outcomes import Duplicate, Rejected
+from commands.parsing import parse
+from commands.touchpoints import Touchpoint
+from tests.samples import ev
+
+
+class View:
+    def __init__(self, logged: dict[str, tuple[bytes, int]], erased: set[str]) -> None:
+        self._logged, self._erased = logged, erased
+
+    def logged(self, event_id: str) -> tuple[bytes, int] | None:
+        return self._logged.get(event_id)
+
+    def case(self, case: str) -> Case | None:
+        return None
+
+    def is_erased(self, customer: str) -> bool:
+        return customer in self._erased
+
+
+def vote(customer: str = "c-1") -> Touchpoint[Any]:
+    tp = parse(ev(1, "idea.voted", {"idea": "i"}, customer=customer), datetime(2026, 10, 2, tzinfo=UTC))
+    assert not isinstance(tp, Rejected)
+    return tp
+
+
+@pytest.mark.parametrize(("logged", "erased", "expected"), [
+    ({}, set(), None),  # new: accepted
+    ({"e-1": (b"same", 7)}, set(), Duplicate(7)),
+    ({"e-1": (b"other", 7)}, set(), "duplicate_conflict"),
+    # shredded with an erased customer's keys: no longer comparable, so a duplicate whatever it carries
+    ({"e-1": (b"", 7)}, {"c-1"}, Duplicate(7)),
+    ({}, {"c-1"}, "erased"),
+    ({"e-1": (b"other", 7)}, {"c-1"}, "duplicate_conflict"),  # idempotency comes before erasure (§2)
+])
+def test_idempotency_then_erasure(logged: dict[str, tuple[bytes, int]], erased: set[str], expected: Any) -> None:
+    verdict = decide(vote(), b"same", View(logged, erased))
+    assert (verdict.reason if isinstance(verdict, Rejected) else verdict) == expected
