@@ -5,6 +5,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
@@ -76,13 +77,19 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
     import nats
     from nats.errors import NoServersError
 
-    async def quiet(_: Exception) -> None:
-        return None  # the one line below says it; nats-py would log a traceback per attempt
+    errors: list[Exception] = []
 
+    async def quiet(e: Exception) -> None:
+        errors.append(e)  # the one line below says it; nats-py would log a traceback per attempt
+
+    shown = without_credentials(url)
     try:
         nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
     except (NoServersError, OSError) as e:
-        raise UsageError(f"cannot reach NATS at {url}: {e}; is `engage up` running there?") from e
+        if any("authorization" in str(error).lower() for error in errors):
+            raise UsageError(f"NATS at {shown} refused the credentials: put a producer's token in the URL, "
+                             "nats://NAME:TOKEN@host:port") from None
+        raise UsageError(f"cannot reach NATS at {shown}: {e}; is `engage up` running there?") from None
     js = nc.jetstream()
     counts: Counter[str] = Counter()
     sent = 0
@@ -98,6 +105,19 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
     finally:
         await nc.close()
     return counts
+
+
+def without_credentials(url: str) -> str:
+    """The URL to print: a token in it is a secret (nats://shop:TOKEN@host -> nats://shop:***@host);
+    `url` may list several servers, comma-separated."""
+    if "," in url:
+        return ",".join(without_credentials(one) for one in url.split(","))
+    parts = urlsplit(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    user = parts.username if parts.password is not None else None
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if user else f"***@{host}"))
 
 
 def _headers(line: bytes) -> dict[str, str] | None:

@@ -130,6 +130,16 @@ def test_internal_notes_never_reach_the_community_view(engine: EngineProcess) ->
         assert answer.status_code == 200 and "INTERNAL" not in answer.text and "kettle" not in answer.text
 
 
+def test_emit_over_nats_with_a_wrong_token_says_so_without_printing_it(engine: EngineProcess, tmp_path: Path) -> None:
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(ev("w1", "idea.voted", {"idea": "i"}) + b"\n")
+    for name, token in (("producer-app", WRONG), ("reader-app", TOKENS["reader"])):
+        done = engage("emit", str(events), "--nats", engine.nats.replace("nats://", f"nats://{name}:{token}@"))
+        assert done.returncode == 2 and done.stdout == "", done
+        assert done.stderr.count("\n") == 1 and "refused the credentials" in done.stderr, done.stderr
+        assert token not in done.stderr and f"{name}:***@" in done.stderr
+
+
 async def test_nats_lets_only_producers_publish_touchpoints(engine: EngineProcess) -> None:
     with pytest.raises(NatsError):  # anonymous
         await nats.connect(engine.nats, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=5)
