@@ -257,14 +257,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_emit(args: argparse.Namespace) -> int:
     from ops import emit
 
-    with _input(args.file) as stream, _progress("emit") as progress:
-        lines = iter(stream)
-        if args.http:
-            counts = asyncio.run(emit.emit_http(args.http, lines, progress, token=args.token))
-        else:
-            if not args.subject.startswith("touchpoints."):
-                raise UsageError(f"--subject {args.subject}: the engine reads touchpoints.>")
-            counts = asyncio.run(emit.emit_nats(args.nats, lines, progress, args.subject))
+    counts: Counter[str] = Counter()  # what was answered so far, also when it stops midway
+    try:
+        with _input(args.file) as stream, _progress("emit") as progress:
+            lines = iter(stream)
+            if args.http:
+                asyncio.run(emit.emit_http(args.http, lines, progress, token=args.token, counts=counts))
+            else:
+                if not args.subject.startswith("touchpoints."):
+                    raise UsageError(f"--subject {args.subject}: the engine reads touchpoints.>")
+                asyncio.run(emit.emit_nats(args.nats, lines, progress, args.subject, counts=counts))
+    except (KeyboardInterrupt, UsageError):
+        if counts:
+            _print_counts(counts)
+            print(f"engage emit: stopped after {sum(counts.values())} events, counted above; sending the same "
+                  "input again is safe (what is already in the log comes back as duplicates)", file=sys.stderr)
+        raise
     _print_counts(counts)
     return 0
 

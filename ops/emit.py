@@ -32,10 +32,11 @@ def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 
 
 async def emit_http(url: str, lines: Iterable[bytes], progress: Callable[[int], None], *,
-                    token: str | None = None) -> Counter[str]:
-    """POST NDJSON batches of 1,000; counts every outcome the engine answered. `token`: a producer's,
-    for an engine run with --auth."""
-    counts: Counter[str] = Counter()
+                    token: str | None = None, counts: Counter[str] | None = None) -> Counter[str]:
+    """POST NDJSON batches of 1,000; counts every outcome the engine answered (into `counts`, which
+    holds what was answered so far when this stops on an error). `token`: a producer's, for an
+    engine run with --auth."""
+    counts = Counter() if counts is None else counts
     sent = 0
     headers = {} if token is None else {"authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=120, headers=headers) as client:
@@ -71,9 +72,10 @@ def event_id(line: bytes) -> str | None:
 
 
 async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], None],
-                    subject: str = SUBJECT) -> Counter[str]:
-    """Publish each event with its id as `Nats-Msg-Id`; counts what JetStream acknowledged. The
-    engine decides outcomes asynchronously: they show in /stats and /rejects."""
+                    subject: str = SUBJECT, counts: Counter[str] | None = None) -> Counter[str]:
+    """Publish each event with its id as `Nats-Msg-Id`; counts what JetStream acknowledged (into
+    `counts`, as emit_http). The engine decides outcomes asynchronously: they show in /stats and
+    /rejects."""
     import nats
     from nats.errors import NoServersError
 
@@ -91,7 +93,7 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
                              "nats://NAME:TOKEN@host:port") from None
         raise UsageError(f"cannot reach NATS at {shown}: {e}; is `engage up` running there?") from None
     js = nc.jetstream()
-    counts: Counter[str] = Counter()
+    counts = Counter() if counts is None else counts
     sent = 0
     try:
         for window in batches(lines, NATS_WINDOW):

@@ -339,6 +339,31 @@ def test_emit_over_http_prints_the_count_of_each_outcome(engine: EngineProcess, 
     assert counts(r.stdout) == {"accepted": 3, "duplicate": 1, "schema": 1, "unknown_type": 1}, r.stdout
 
 
+def test_emit_interrupted_midway_prints_what_it_counted(engine: EngineProcess, tmp_path: Path) -> None:
+    before = head(engine)
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(ndjson(*(ev(f"int-{k}", "idea.voted", {"idea": "i"}, customer="c-int") for k in range(40_000))))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
+    proc = subprocess.Popen([*ENGAGE, "emit", str(events), "--http", engine.http], cwd=tmp_path, env=clean,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while head(engine) < before + 3000:  # a few batches answered, most still to send
+            assert proc.poll() is None and time.time() < deadline, proc.poll()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "stopped after" in err and "safe" in err, err
+    accepted = counts(out)["accepted"]
+    # batches go one after the other: when the third is in the log, the first two were answered
+    assert 2000 <= accepted <= head(engine) - before < 40_000, (accepted, out)
+
+
 def test_emit_reads_standard_input_over_nats(engine: EngineProcess, tmp_path: Path) -> None:
     before = head(engine)
     stdin = ndjson(*(ev(f"nats-{i}", "idea.voted", {"idea": f"i-{i}"}, customer="c-nats") for i in range(3)))
