@@ -249,6 +249,7 @@ async def run_demo(url: str, *, rate: float, duration: float | None, history: in
     """Backfill `history` past events, then publish live stories at about `rate` events/s until
     `duration` seconds have passed (None: until SIGINT/SIGTERM). Returns what was published."""
     import nats
+    from nats.errors import Error as NatsError
     from nats.errors import NoServersError
 
     async def quiet(_: Exception) -> None:
@@ -269,7 +270,23 @@ async def run_demo(url: str, *, rate: float, duration: float | None, history: in
         loop.add_signal_handler(sig, stopping.set)
 
     async def publish(lines: list[bytes]) -> None:
-        acks = await asyncio.gather(*(js.publish(SUBJECT, line, headers=_headers(line)) for line in lines))
+        """Until JetStream acknowledged them all (or the demo is stopped): while the engine is
+        down the publishes time out, and sending them again is safe (Nats-Msg-Id, event ids)."""
+        waiting = False
+        while True:
+            try:
+                acks = await asyncio.gather(*(js.publish(SUBJECT, line, headers=_headers(line)) for line in lines))
+                break
+            except NatsError as e:
+                if not waiting:
+                    say(f"engage demo: the engine does not answer ({type(e).__name__}); waiting for it")
+                    waiting = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 1)
+                if stopping.is_set():
+                    return
+        if waiting:
+            say("engage demo: the engine answers again")
         sent["published"] += sum(1 for ack in acks if not ack.duplicate)
         sent["already there"] += sum(1 for ack in acks if ack.duplicate)
 

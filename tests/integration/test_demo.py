@@ -62,3 +62,39 @@ def test_demo_without_an_engine_says_what_to_do(tmp_path: Path) -> None:
     done = engage("demo", "--nats", "nats://127.0.0.1:1", "--duration", "1", timeout=60)
     assert done.returncode == 2
     assert "is `engage up` running there?" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_demo_waits_while_the_engine_is_down_and_carries_on(engine: EngineProcess) -> None:
+    proc = subprocess.Popen([*ENGAGE, "demo", "--nats", engine.nats, "--history", "0", "--rate", "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def wait_for_line(words: str, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        assert proc.stdout is not None
+        while not any(words in line for line in lines):
+            assert time.time() < deadline and proc.poll() is None, lines
+            lines.append(proc.stdout.readline())
+
+    try:
+        deadline = time.time() + 30
+        while engine.get("/health").json()["log"]["head"] < 20:
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        assert engine.stop() == 0
+        wait_for_line("does not answer")
+        before = int(json.loads(engage("export", "--data", str(engine.data)).stdout.splitlines()[-1])["position"])
+        engine.start()
+        wait_for_line("answers again")
+        deadline = time.time() + 30
+        while engine.get("/health").json()["log"]["head"] < before + 20:  # live events flow again
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        proc.send_signal(2)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "published" in out and "Traceback" not in err
