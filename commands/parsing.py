@@ -109,6 +109,8 @@ def parse(raw: bytes, now: datetime) -> Touchpoint[Any] | Rejected:
 
 def _malformed(raw: bytes) -> Rejected:
     """Why an input is not a JSON object."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return Rejected("malformed", "not JSON: starts with a byte order mark (EF BB BF); send UTF-8 without it")
     try:
         raw.decode("utf-8")
         _shape_decoder.decode(raw)

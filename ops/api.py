@@ -83,7 +83,12 @@ def problem(status: int, error: str, detail: str) -> Response[bytes]:
 
 def split_body(body: bytes, content_type: str) -> list[bytes]:
     """The raw inputs of one request: one JSON event, the elements of a JSON array, or NDJSON lines."""
-    media = content_type.split(";", 1)[0].strip().lower()
+    media, _, parameters = (part.strip().lower() for part in content_type.partition(";"))
+    charset = next((value.strip().strip('"') for name, _, value in (p.partition("=") for p in parameters.split(";"))
+                    if name.strip() == "charset"), "utf-8")
+    if media in NDJSON_TYPES | JSON_TYPES and charset not in ("utf-8", "utf8"):
+        raise BodyRefused(415, "unsupported_media_type", f"charset {charset!r}: events are UTF-8 (SPEC §1); "
+                          "send the body in UTF-8, with charset=utf-8 or no charset")
     if media in NDJSON_TYPES:
         lines = [line.rstrip(b"\r") for line in body.split(b"\n")]
         items = [line for line in lines if line.strip()]
@@ -227,7 +232,11 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
 
     def http_problem(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
         error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-        return problem(exc.status_code, error.get(exc.status_code, "error"), str(exc.detail))
+        detail = str(exc.detail)
+        if exc.status_code == 413:  # the framework's own words say nothing about what to do
+            detail = (f"the body is over {MAX_BODY:,} bytes, more than {MAX_EVENTS:,} events of at most "
+                      f"{MAX_BYTES:,} bytes: send it in several requests")
+        return problem(exc.status_code, error.get(exc.status_code, "error"), detail)
 
     def internal_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         """A defect, never a user's mistake: the traceback goes to the log, the caller gets the

@@ -134,6 +134,8 @@ def test_array_element_size_counts_its_compact_encoding(engine: EngineProcess) -
     (b"[" * 1000 + b"]" * 1000, "application/json", 400, "unparseable"),  # deeper than the decoder goes
     (b"[{}, " + b"[" * 1000 + b"]" * 1000 + b"]", "application/json", 400, "unparseable"),
     (b"{}", "text/plain", 415, "unsupported_media_type"),
+    (b"{}", "application/json; charset=latin-1", 415, "unsupported_media_type"),
+    ("{}".encode("utf-16"), 'application/x-ndjson; charset="UTF-16"', 415, "unsupported_media_type"),
     (b"{}", "", 415, "unsupported_media_type"),
     (b"[" + b",".join([b"{}"] * 1001) + b"]", "application/json", 413, "too_many_events"),
     (b"\n".join([b"{}"] * 1001), "application/x-ndjson", 413, "too_many_events"),
@@ -147,7 +149,16 @@ def test_bodies_refused_whole_get_a_json_error(engine: EngineProcess, body: byte
 
 def test_a_body_over_the_limit_is_413_with_json(engine: EngineProcess) -> None:
     r = post(engine, b"x" * (70 * 1024 * 1024), "application/x-ndjson")
-    assert r.status_code == 413 and "error" in r.json()
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+    assert "several requests" in r.json()["detail"]
+
+
+def test_a_utf8_charset_is_welcome_and_a_byte_order_mark_is_named(engine: EngineProcess) -> None:
+    good = ev(1, "idea.voted", {"idea": "i"})
+    for content_type in ("application/json; charset=utf-8", "application/x-ndjson;charset=UTF-8"):
+        assert post(engine, good, content_type).status_code == 200
+    answer = post(engine, b"\xef\xbb\xbf" + ev(2, "idea.voted", {"idea": "i"})).json()
+    assert [(r["reason"], "byte order mark" in r["detail"]) for r in answer["rejected"]] == [("malformed", True)]
 
 
 def deeply_nested(event_id: str, depth: int = 1000) -> bytes:
