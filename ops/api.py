@@ -36,6 +36,7 @@ from ops.read_api import (
     encode_cursor,
     json_response,
     only,
+    parse_as_of,
     parse_limit,
     read_routes,
 )
@@ -171,7 +172,18 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         return Response(msgspec.json.encode(answer(items, outcomes)), media_type=MediaType.JSON)
 
     @get("/health", summary="Log head position, each projection's position and lag")
-    async def health() -> dict[str, Any]:
+    async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
+        """Now, whatever `as_of` says: positions and lag are the engine's state, not a read of
+        the projections (which is what as_of dates). The parameters are checked all the same."""
+        params = dict(request.query_params)
+        try:
+            only(params, {"as_of"})
+            parse_as_of(params.get("as_of"), clock)
+        except BadParameter as e:
+            return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
+        return json_response(await _health())
+
+    async def _health() -> dict[str, Any]:
         head = log_.head.position
         answer: dict[str, Any] = {"status": "ok", "log": {"head": head}, "projections": {},
                                   "read_only": ingest is None}
@@ -191,7 +203,10 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         are checked as for every list (ops/read_api.py): 400 naming the one that is wrong."""
         params = dict(request.query_params)
         try:
-            only(params, {"reason", "limit", "cursor"})
+            # Like /stats' rejected counts, the kept rejects follow the whole log (SPEC §3): as_of
+            # is taken, as by every read (§7), and checked, and dates nothing here.
+            only(params, {"reason", "limit", "cursor", "as_of"})
+            parse_as_of(params.get("as_of"), clock)
             limit, reason = parse_limit(params.get("limit")), choice(params, "reason", REASONS)
             after = decode_cursor(params.get("cursor"), "rejects", 1)
             if after is not None and not after[0].isdigit():

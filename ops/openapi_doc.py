@@ -11,12 +11,14 @@ from typing import Any
 
 from litestar.openapi.spec import OpenAPI, OpenAPIFormat, OpenAPIType, Parameter, Schema
 
+from commands.instants import rfc3339
 from commands.outcomes import REASONS
+from projections.reads import EARLIEST_AS_OF, LATEST_AS_OF
 from projections.vocabulary import LEVELS, PRIORITIES, STATES, TIERS
 
 _TEXT = Schema(type=OpenAPIType.STRING)
 AS_OF = ("as_of", Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
-         "RFC 3339 instant with offset; default now")
+         f"RFC 3339 instant with offset, from {rfc3339(EARLIEST_AS_OF)} to {rfc3339(LATEST_AS_OF)}; default now")
 LIMIT = ("limit", Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=1000), "items per page (default 100)")
 CURSOR = ("cursor", _TEXT, "the `next` of the previous page")
 
@@ -36,7 +38,8 @@ QUERY: dict[tuple[str, str], list[tuple[str, Schema, str]]] = {
     ("/cases/{rest}", "get"): [AS_OF],
     ("/community/{rest}", "get"): [AS_OF],
     ("/stats", "get"): [AS_OF],
-    ("/rejects", "get"): [LIMIT, CURSOR, _choice("reason", REASONS, "reject reason")],
+    ("/rejects", "get"): [AS_OF, LIMIT, CURSOR, _choice("reason", REASONS, "reject reason")],
+    ("/health", "get"): [AS_OF],
     ("/audit/export", "get"): [_choice("decrypt", ("true", "false"), "add readable personal fields")],
     ("/", "get"): [AS_OF],
     ("/dashboard/panels", "get"): [AS_OF],

@@ -236,6 +236,15 @@ def test_rejects_page_by_cursor_and_refuse_bad_parameters(engine: EngineProcess)
     assert [r["reason"] for r in engine.get("/rejects", reason="malformed").json()["items"]] == ["malformed"] * 3
     forged = base64.urlsafe_b64encode(b'["rejects","x"]').decode().rstrip("=")
     for params, name in [({"limit": "0"}, "limit"), ({"reason": "nope"}, "reason"), ({"cursor": "zz"}, "cursor"),
-                         ({"cursor": forged}, "cursor"), ({"colour": "red"}, "colour")]:
+                         ({"cursor": forged}, "cursor"), ({"colour": "red"}, "colour"), ({"as_of": "May"}, "as_of")]:
         r = engine.get("/rejects", **params)
+        assert r.status_code == 400 and r.json()["parameter"] == name, (params, r.text)
+    # every read takes as_of (SPEC §7); the kept rejects follow the whole log, as /stats counts them (§3)
+    assert engine.get("/rejects", as_of="2001-01-01T00:00:00Z").json() == engine.get("/rejects").json()
+
+
+def test_health_checks_its_parameters_too(engine: EngineProcess) -> None:
+    assert engine.get("/health", as_of="2001-01-01T00:00:00Z").json()["status"] == "ok"
+    for params, name in [({"as_of": "May"}, "as_of"), ({"verbose": "1"}, "verbose")]:
+        r = engine.get("/health", **params)
         assert r.status_code == 400 and r.json()["parameter"] == name, (params, r.text)
