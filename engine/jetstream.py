@@ -23,6 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from engine.received import Received
+from engine.settings import without_credentials
 
 STREAM = "TOUCHPOINTS"
 SUBJECTS = ["touchpoints.>"]
@@ -48,27 +49,40 @@ BACKOFF_MAX = 5.0
 log = logging.getLogger("engage.nats")
 
 
+# While NATS does not answer, nats-py reports every attempt (one a second): the log says the first
+# and then one in this many seconds.
+REPEAT_EVERY = 30.0
+
+
 async def connect(url: str, *, name: str = "engage") -> Client:
     """A connection that reconnects forever: nats-py's default gives up after 60 attempts (~2 min),
-    and an engine whose NATS restarts must carry on, not stall with a closed connection."""
+    and an engine whose NATS restarts must carry on, not stall with a closed connection. `url`
+    may list several servers of a cluster, comma-separated. Logs never show its credentials."""
 
     client = Client()
+    shown = without_credentials(url)
+    said: dict[str, float] = {}  # message -> when it was last logged
 
     async def on_error(e: Exception) -> None:
-        log.warning("nats: %s", e)
+        message = str(e) or type(e).__name__
+        now = time.monotonic()
+        if now - said.get(message, -REPEAT_EVERY) >= REPEAT_EVERY:
+            said[message] = now
+            log.warning("nats: %s (%s; retrying every second)", message, shown)
 
     async def on_disconnected() -> None:
         if not client.is_closed:  # close() reports a disconnect too
-            log.warning("nats: disconnected from %s; reconnecting", url)
+            log.warning("nats: disconnected from %s; reconnecting", shown)
 
     async def on_reconnected() -> None:
-        log.info("nats: reconnected to %s", url)
+        said.clear()
+        log.info("nats: reconnected to %s", shown)
 
     async def on_closed() -> None:
-        log.info("nats: connection to %s closed", url)
+        log.info("nats: connection to %s closed", shown)
 
     await client.connect(
-        url,
+        [one.strip() for one in url.split(",")],
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import uvicorn
+from nats.aio.client import Client
 
 from commands.outcomes import Outcome
 from engine import jetstream
@@ -27,7 +28,7 @@ from engine.ingest import Ingest
 from engine.log import Log, LogError
 from engine.natsserver import NatsServer, NatsServerError
 from engine.received import Received
-from engine.settings import REPLAY_MARKER, Settings, UsageError
+from engine.settings import REPLAY_MARKER, Settings, UsageError, without_credentials
 from engine.writer import FollowingLog, WriterProcess
 from ops.api import build_app
 from projections.reads import Reads
@@ -115,7 +116,15 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
             server.start()
             stack.callback(server.stop)
             nats_url = server.url
-        nc = await jetstream.connect(_with_user(nats_url, access))
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        stack.callback(_remove_signal_handlers, loop)
+        nc = await _first_connection(_with_user(nats_url, access), stopping, announce)
+        if nc is None:
+            announce("engage up: stopped")
+            return
         stack.push_async_callback(_close_nats, nc)
         await jetstream.ensure_stream(nc.jetstream())
 
@@ -129,11 +138,6 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
         app = build_app(log_, ingest, reads, runner, access=access)
         http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
 
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
-
         supervising = asyncio.create_task(_supervise(server if settings.nats_url is None else None, runner, stopping),
                                           name="supervisor")
         stack.push_async_callback(_cancel, supervising)
@@ -143,7 +147,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
             await asyncio.sleep(0.01)
         host, port = sock.getsockname()[:2]
         announce(f"engage up: data in {settings.data} (log head at position {log_.head.position})")
-        announce(f"  nats  {nats_url}  (publish to touchpoints.>)")
+        announce(f"  nats  {without_credentials(nats_url)}  (publish to touchpoints.>)")
         announce(f"  http  http://{_host_for_url(host)}:{port}  (the dashboard; POST /events; GET /customers/KEY, "
                  "/cases/ID, /stats, /rejects, /health, /metrics; OpenAPI at /schema)")
 
@@ -156,8 +160,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
         await consumer.stop()
         await asyncio.gather(consuming, serving, return_exceptions=True)
         waiting.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        _remove_signal_handlers(loop)
         if crashed:
             raise crashed[0].exception()  # type: ignore[misc]
     announce("engage up: stopped")
@@ -242,6 +245,34 @@ async def _close_nats(nc: Any) -> None:
         await asyncio.wait_for(nc.drain(), timeout=5)
     with contextlib.suppress(Exception):
         await nc.close()
+
+
+# How long the first connection to NATS may take before `up` says it is waiting for it.
+SAY_WAITING_AFTER = 3.0
+
+
+async def _first_connection(url: str, stopping: asyncio.Event,
+                            announce: Callable[[str], None]) -> Client | None:
+    """The connection to NATS, however long the server takes to answer (it may be starting too);
+    None when the engine is stopped first (SIGINT/SIGTERM stop it cleanly while it waits)."""
+    connecting = asyncio.create_task(jetstream.connect(url), name="nats-connect")
+    stop = asyncio.create_task(stopping.wait())
+    done, _ = await asyncio.wait({connecting, stop}, timeout=SAY_WAITING_AFTER, return_when=asyncio.FIRST_COMPLETED)
+    if not done:
+        announce(f"engage up: waiting for NATS at {without_credentials(url)} (is it running? Ctrl-C stops)")
+        done, _ = await asyncio.wait({connecting, stop}, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if connecting in done:
+        return connecting.result()
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await connecting
+    return None
+
+
+def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
 
 
 def _with_user(url: str, access: Access | None) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -57,3 +58,33 @@ def parse_port(value: str, flag: str) -> int:
     if not 0 <= port <= 65535:
         raise UsageError(f"{flag} {port}: a port is a number from 0 to 65535 (0 picks a free one)")
     return port
+
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def parse_nats_url(value: str, flag: str = "--nats") -> str:
+    """A NATS server URL (or several, comma-separated), checked before anything tries it."""
+    for one in value.split(","):
+        try:
+            parts = urlsplit(one.strip())
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in NATS_SCHEMES or not parts.hostname:
+            raise UsageError(f"{flag} {without_credentials(value)!r}: give a NATS server URL, "
+                             "for example nats://127.0.0.1:4222")
+    return value
+
+
+def without_credentials(url: str) -> str:
+    """A URL as it may be printed or logged: a token or password in it is a secret
+    (nats://shop:TOKEN@host -> nats://shop:***@host); `url` may list several, comma-separated."""
+    if "," in url:
+        return ",".join(without_credentials(one) for one in url.split(","))
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if colon else f"***@{host}"))

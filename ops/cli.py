@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn
 import msgspec
 
 from commands.instants import parse_instant
-from engine.settings import DEFAULT_BATCH, Settings, UsageError, parse_listen, parse_port
+from engine.settings import (
+    DEFAULT_BATCH,
+    Settings,
+    UsageError,
+    parse_listen,
+    parse_nats_url,
+    parse_port,
+    without_credentials,
+)
 
 if TYPE_CHECKING:
     from ops.history import History
@@ -226,7 +234,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen)
     settings = Settings(
         data=Path(args.data).resolve(), listen_host=host, listen_port=port,
-        nats_port=parse_port(str(args.nats_port), "--nats-port"), nats_url=args.nats,
+        nats_port=parse_port(str(args.nats_port), "--nats-port"),
+        nats_url=None if args.nats is None else parse_nats_url(args.nats),
         ack_wait=args.ack_wait, batch=args.batch, fault=os.environ.get("ENGAGE_FAULT"), read_only=args.read_only,
         auth=None if args.auth is None else Path(args.auth),
     )
@@ -266,6 +275,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
             else:
                 if not args.subject.startswith("touchpoints."):
                     raise UsageError(f"--subject {args.subject}: the engine reads touchpoints.>")
+                parse_nats_url(args.nats)
                 asyncio.run(emit.emit_nats(args.nats, lines, progress, args.subject, counts=counts))
     except (KeyboardInterrupt, UsageError):
         if counts:
@@ -361,7 +371,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--rate {args.rate}: give a number of events per second above 0")
     if args.history < 0 or (args.duration is not None and args.duration < 0):
         raise UsageError("--history and --duration cannot be negative")
-    print(f"engage demo: publishing to {args.nats} at about {args.rate:g} events/s"
+    parse_nats_url(args.nats)
+    print(f"engage demo: publishing to {without_credentials(args.nats)} at about {args.rate:g} events/s"
           + (f" for {args.duration:g} s" if args.duration is not None else " until Ctrl-C"), flush=True)
     counts = asyncio.run(run_demo(args.nats, rate=args.rate, duration=args.duration, history=args.history,
                                   seed=args.seed, say=lambda line: print(line, flush=True)))

@@ -5,12 +5,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
 
-from engine.settings import UsageError
+from engine.settings import UsageError, without_credentials
 
 HTTP_BATCH = 1000
 NATS_WINDOW = 256
@@ -86,7 +85,7 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
 
     shown = without_credentials(url)
     try:
-        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
+        nc = await nats.connect(url.split(","), connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
     except (NoServersError, OSError) as e:
         if any("authorization" in str(error).lower() for error in errors):
             raise UsageError(f"NATS at {shown} refused the credentials: put a producer's token in the URL, "
@@ -107,19 +106,6 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
     finally:
         await nc.close()
     return counts
-
-
-def without_credentials(url: str) -> str:
-    """The URL to print: a token in it is a secret (nats://shop:TOKEN@host -> nats://shop:***@host);
-    `url` may list several servers, comma-separated."""
-    if "," in url:
-        return ",".join(without_credentials(one) for one in url.split(","))
-    parts = urlsplit(url)
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    user = parts.username if parts.password is not None else None
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if user else f"***@{host}"))
 
 
 def _headers(line: bytes) -> dict[str, str] | None:

@@ -73,6 +73,10 @@ USAGE_ERRORS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("listen on every interface", (*UP, "--listen", "0.0.0.0:0", "--nats-port", "0"), ("0.0.0.0", "loopback")),
     ("nats port not a number", (*UP, "--listen", "127.0.0.1:0", "--nats-port", "abc"), ("--nats-port", "abc")),
     ("nats port out of range", (*UP, "--listen", "127.0.0.1:0", "--nats-port", "65536"), ("--nats-port", "65536")),
+    ("nats not a URL", (*UP, "--listen", "127.0.0.1:0", "--nats", "notaurl"), ("--nats", "notaurl", "nats://")),
+    ("nats URL of another scheme", (*UP, "--listen", "127.0.0.1:0", "--nats", "http://u:secret@h:1"),
+     ("--nats", "http://u:***@h:1")),
+    ("emit to a NATS that is no URL", ("emit", "events.ndjson", "--nats", "localhost"), ("--nats", "nats://")),
     ("verify a missing export", ("verify", "missing.jsonl"), ("missing.jsonl",)),
     ("verify an export and --data", ("verify", "log.jsonl", "--data", "{tmp}/data"), ("--data",)),
     ("verify a directory without a log", ("verify", "--data", "{tmp}/empty"), ("{tmp}/empty", "no log")),
@@ -290,6 +294,21 @@ def test_up_on_port_0_prints_the_chosen_ports_and_stops_cleanly(tmp_path: Path) 
         assert "Traceback" not in second.stderr, second.stderr
     finally:
         second.kill()
+
+
+def test_up_waits_for_a_nats_server_that_does_not_answer_and_stops_cleanly(tmp_path: Path) -> None:
+    url = f"nats://engage:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    up = Up(tmp_path / "data", "--listen", "127.0.0.1:0", "--nats", url)
+    try:
+        up.wait_for(r"^engage up: waiting for NATS at nats://engage:\*\*\*@127\.0\.0\.1:\d+ ")
+        time.sleep(3)  # a few more attempts, one a second
+        assert up.stop(signal.SIGTERM) == 0, up.stderr
+        assert up.stdout.rstrip().endswith("engage up: stopped"), up.stdout
+        assert "Traceback" not in up.stderr and "s3cret" not in up.stdout + up.stderr
+        failures = [line for line in up.stderr.splitlines() if "Connect call failed" in line]
+        assert len(failures) == 1, up.stderr  # said once, not every second
+    finally:
+        up.kill()
 
 
 def wait_for_head(http_url: str, position: int, timeout: float = 30) -> None:
