@@ -258,9 +258,11 @@ class Consumer:
             if self._stopping.is_set() and not _current_task_cancelling():
                 return  # stop() cancelled the fetch, not someone cancelling run()
             raise
-        except nats.errors.TimeoutError:
-            # An idle stream is not an error. The server advances the ack floor a moment after
-            # the acks, so the last batch may not have been purged yet: do it now.
+        except (nats.errors.TimeoutError, TimeoutError):
+            # An idle stream is not an error (nats-py's fetch raises its own TimeoutError, or a
+            # bare asyncio one when the pull request's reply comes late). The server advances the
+            # ack floor a moment after the acks, so the last batch may not have been purged yet:
+            # do it now.
             await self._ack_committed()
             if self._purged_below < self._last_acked:
                 self._purge_soon()
