@@ -17,7 +17,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from litestar import MediaType, Request, Response, get
 from litestar.static_files import create_static_files_router
 
+from engine.access import AUDIT
 from engine.log import Log
+from ops.access_http import role_of
 from ops.dashboard.view import Rate, number, summary
 from ops.read_api import BadParameter, json_response, only, parse_as_of
 from projections.overview import ladder
@@ -46,10 +48,12 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
         return []
     rate = Rate()
 
-    async def view(moment: datetime) -> dict[str, Any]:
+    async def view(request: Request[Any, Any, Any], moment: datetime) -> dict[str, Any]:
         projected = await reads.position()
         stats = await reads.stats(moment, projected, await asyncio.to_thread(log_.reject_counts))
-        rejects = await asyncio.to_thread(log_.latest_rejects, LATEST_REJECTS)
+        role = role_of(request.scope)  # None: no --auth, the engine listens on loopback only
+        rejects = (await asyncio.to_thread(log_.latest_rejects, LATEST_REJECTS)
+                   if role is None or role in AUDIT else None)
         head = log_.head.position
         return summary(stats, await ladder(reads.db, moment), rejects, head, projected, rate.observe(head))
 
@@ -65,7 +69,7 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
         except BadParameter as e:
             return _bad(e)
         return _html(_templates.get_template("page.html").render(
-            view=await view(moment), as_of=moment.isoformat().replace("+00:00", "Z"), live=live,
+            view=await view(request, moment), as_of=moment.isoformat().replace("+00:00", "Z"), live=live,
             as_of_input="" if live else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")))
 
     @get("/dashboard/panels", summary="The dashboard's panels as of an instant (HTML fragment)",
@@ -75,7 +79,7 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
             moment, _ = moment_of(request, {"as_of"})
         except BadParameter as e:
             return _bad(e)
-        return _html(_templates.get_template("panels.html").render(view=await view(moment)))
+        return _html(_templates.get_template("panels.html").render(view=await view(request, moment)))
 
     @get("/dashboard/profile", summary="A profile with its explanation and timeline (HTML fragment)",
          media_type=MediaType.HTML)

@@ -74,9 +74,10 @@ def number(value: float | int | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def summary(stats: Mapping[str, Any], ladder: Mapping[str, Mapping[str, int]], rejects: list[Any],
+def summary(stats: Mapping[str, Any], ladder: Mapping[str, Mapping[str, int]], rejects: list[Any] | None,
             head: int, projected: int, rate: float | None) -> dict[str, Any]:
-    """Everything the panels show, from /stats' own answer (so the page equals /stats)."""
+    """Everything the panels show, from /stats' own answer (so the page equals /stats). `rejects`:
+    the latest kept, or None for a role that may not read them (GET /rejects is theirs too)."""
     rejected: Mapping[str, int] = stats["rejected"]
     cases: Mapping[str, int] = stats["cases"]
     sla: Mapping[str, int] = stats["sla"]

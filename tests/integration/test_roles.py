@@ -124,6 +124,18 @@ def test_personal_fields_only_for_agent_and_admin(engine: EngineProcess) -> None
         "ok": True, "records": head, "broken": None}
 
 
+def test_the_dashboard_shows_the_latest_rejects_only_to_those_who_may_read_rejects(engine: EngineProcess) -> None:
+    bad = ev("rejected-for-auditors", "review.posted", {"product": "p", "rating": 9})
+    answer = httpx.post(engine.http + "/events", headers=bearer("producer") | {"content-type": "application/json"},
+                        content=bad)
+    assert answer.json()["rejected"][0]["reason"] == "schema"
+    for role in ("reader", "agent", "auditor", "admin"):
+        page = httpx.get(engine.http + "/", headers=bearer(role)).text
+        may = httpx.get(engine.http + "/rejects", headers=bearer(role)).status_code == 200
+        assert ("e-rejected-for-auditors" in page) == may == (role in ("auditor", "admin")), role
+        assert ("for auditors" in page) != may, role
+
+
 def test_internal_notes_never_reach_the_community_view(engine: EngineProcess) -> None:
     for role in ("reader", "agent", "admin"):
         answer = httpx.get(engine.http + "/community/c-1", headers=bearer(role))
