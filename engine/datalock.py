@@ -35,7 +35,8 @@ class DataLock:
         except BlockingIOError:
             os.close(fd)
             raise DataBusy(
-                f"another engine is running on {self.path.parent}: stop it, or choose another --data"
+                f"another engage process (an engine, or a rebuild) is using {self.path.parent}: stop it or wait for "
+                "it, or choose another --data"
             ) from None
         if not self.shared:  # the writer's pid, for whoever looks; shared holders leave the file alone
             os.ftruncate(fd, 0)

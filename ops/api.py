@@ -156,6 +156,10 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         """One event or an array of at most 1,000 (application/json), or NDJSON. Answers after the
         durable commit with the count of each outcome and every rejection's reason and detail."""
         try:
+            encoding = request.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):  # the bytes would be decoded as if they were JSON
+                raise BodyRefused(415, "unsupported_media_type",
+                                  f"content-encoding {encoding!r}: send the body uncompressed")
             body = await request.body()
             items = split_body(body, request.headers.get("content-type", ""))
         except BodyRefused as refused:

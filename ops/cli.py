@@ -251,7 +251,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from engine.runtime import run
 
     try:
-        asyncio.run(run(settings, announce=lambda line: print(line, flush=True)))
+        asyncio.run(run(settings, announce=_announce))
     except (UsageError, PermissionError):
         raise  # one line from main()
     except (NatsServerError, StreamMismatch) as e:
@@ -261,6 +261,15 @@ def cmd_up(args: argparse.Namespace) -> int:
         logging.getLogger("engage").exception("engage up stopped on an error")
         return 1
     return 0
+
+
+def _announce(line: str) -> None:
+    """What `up` prints. A reader of its output that went away (`engage up | head -3`) stops
+    nothing: the engine runs on, and stops as cleanly, without printing."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def cmd_emit(args: argparse.Namespace) -> int:

@@ -296,6 +296,26 @@ def test_up_on_port_0_prints_the_chosen_ports_and_stops_cleanly(tmp_path: Path) 
         second.kill()
 
 
+def test_up_whose_output_reader_went_away_runs_on_and_stops_cleanly(tmp_path: Path) -> None:
+    """`engage up | head -1`: the pipe closes after the first line."""
+    proc = subprocess.Popen([*ENGAGE, "up", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
+                             "--nats-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith(b"engage up: data in")
+        proc.stdout.close()
+        time.sleep(1)
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert b"Traceback" not in err and b"stopped on an error" not in err, err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def test_up_waits_for_a_nats_server_that_does_not_answer_and_stops_cleanly(tmp_path: Path) -> None:
     url = f"nats://engage:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
     up = Up(tmp_path / "data", "--listen", "127.0.0.1:0", "--nats", url)

@@ -153,6 +153,15 @@ def test_a_body_over_the_limit_is_413_with_json(engine: EngineProcess) -> None:
     assert "several requests" in r.json()["detail"]
 
 
+def test_a_compressed_body_is_refused_whole(engine: EngineProcess) -> None:
+    import gzip
+
+    r = httpx.post(engine.http + "/events", content=gzip.compress(ev(1, "idea.voted", {"idea": "i"})),
+                   headers={"content-type": "application/json", "content-encoding": "gzip"})
+    assert r.status_code == 415 and r.json()["error"] == "unsupported_media_type" and "gzip" in r.json()["detail"]
+    assert all_rejects(engine) == []  # refused whole, as a body of another content type is
+
+
 def test_a_utf8_charset_is_welcome_and_a_byte_order_mark_is_named(engine: EngineProcess) -> None:
     good = ev(1, "idea.voted", {"idea": "i"})
     for content_type in ("application/json; charset=utf-8", "application/x-ndjson;charset=UTF-8"):

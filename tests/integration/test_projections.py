@@ -417,7 +417,7 @@ def test_a_read_only_server_keeps_rebuilds_and_writers_out_but_not_other_readers
         rebuild = engage("rebuild", "--data", str(tmp_path / "data"))
         assert rebuild.returncode == 2 and "an engine is running" in rebuild.stderr, rebuild.stderr
         writer = engage("up", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--nats-port", "0")
-        assert writer.returncode == 2 and "another engine is running" in writer.stderr, writer.stderr
+        assert writer.returncode == 2 and "another engage process" in writer.stderr, writer.stderr
         second = EngineProcess(tmp_path / "data", extra=["--read-only"]).start()  # readers share the lock
         assert second.get("/stats", as_of=at(30)).json() == first.get("/stats", as_of=at(30)).json()
     finally:
