@@ -359,7 +359,7 @@ class Log:
         then nothing of the batch is committed and the caller must not acknowledge it."""
         moment = max(self._clock(), self._head.recorded_at)
         recorded_at = rfc3339(moment)
-        parsed = [parse(item.raw, item.received_at) for item in batch]
+        parsed = [_parse(item) for item in batch]
         outcomes: list[Outcome] = []
         stored: list[StoredEvent] = []
         position, prev = self._head.position, self._head.hash
@@ -376,9 +376,12 @@ class Log:
                     if isinstance(tp, Rejected):
                         outcomes.append(self._keep_reject(c, view, item, tp, recorded_at))
                         continue
-                    encoded = canonical_json(tp)
-                    digest = digest_of(encoded)
-                    verdict = decide(tp, digest, view)
+                    try:
+                        encoded = canonical_json(tp)
+                        digest = digest_of(encoded)
+                        verdict: Outcome | None = decide(tp, digest, view)
+                    except Exception as e:  # a defect, before anything was written for this input
+                        verdict = _undecidable(e)
                     if isinstance(verdict, Rejected):
                         outcomes.append(self._keep_reject(c, view, item, verdict, recorded_at))
                         continue
@@ -585,6 +588,22 @@ def _key_of(event: _KeyedEvent) -> str | None:
         if isinstance(value, str) and (key_id := key_id_of(value)) is not None:
             return key_id
     return None
+
+
+def _parse(item: Received) -> Touchpoint[Any] | Rejected:
+    try:
+        return parse(item.raw, item.received_at)
+    except Exception as e:  # parse() returns for any bytes: this is a defect
+        return _undecidable(e)
+
+
+def _undecidable(e: Exception) -> Rejected:
+    """An input that a defect kept from being decided is kept as a reject with its raw bytes, like
+    every other, rather than failing its whole batch: over NATS a batch that can never commit
+    is delivered again and again and blocks everything behind it. The traceback is logged."""
+    _logger.error("an input could not be decided (a defect): kept as a malformed reject", exc_info=e)
+    return Rejected("malformed", f"could not be decided: the engine failed ({type(e).__name__}); "
+                                 "it is logged, and the input can be sent again once that is fixed")
 
 
 def _sortable(instant: str) -> datetime:

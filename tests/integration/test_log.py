@@ -174,6 +174,28 @@ def test_a_log_of_the_earlier_layout_shreds_the_digests_of_erased_customers_when
         reopened.close()
 
 
+def test_an_input_a_defect_cannot_decide_is_kept_and_does_not_fail_its_batch(
+        log: Log, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Fault injection: a defect in deciding one input (as RecursionError once was) must not keep
+    the rest of its batch, and over NATS everything behind it, from being committed."""
+    import engine.log
+    from commands.decisions import decide
+
+    def defective(tp: Any, digest: bytes, view: Any) -> Any:
+        if tp.id == "e-boom":
+            raise ZeroDivisionError("a defect")
+        return decide(tp, digest, view)
+
+    monkeypatch.setattr(engine.log, "decide", defective)
+    boom = ev("boom", "idea.voted", {"idea": "i"})
+    outcomes = commit(log, ev(1, "idea.voted", {"idea": "i"}), boom, ev(2, "idea.voted", {"idea": "i"}))
+    assert outcomes[0] == Accepted(1) and outcomes[2] == Accepted(2)
+    assert outcomes[1].reason == "malformed" and "ZeroDivisionError" in outcomes[1].detail
+    (kept,) = log.rejects()
+    assert (kept.id, kept.reason) == ("e-boom", "malformed")
+    assert "a defect" in caplog.text and "Traceback" in caplog.text
+
+
 def test_an_unlinked_identity_starts_afresh_after_erasure(log: Log) -> None:
     commit(log, ev(1, "identity.linked", {"channel": "twitter", "handle": "ada"}), ev(2, "customer.erased"))
     outcomes = commit(log,
