@@ -143,7 +143,7 @@ def _refusal(raw: bytes, error: msgspec.ValidationError) -> Rejected:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return _malformed(raw)
     if isinstance(shape.type, UnsetType):
-        return Rejected("unknown_type", "type: missing")
+        return Rejected("unknown_type", "type: required field missing")
     type_name = _string(shape.type)
     if type_name is None:
         return Rejected("unknown_type", f"type: expected str, got {_kind(shape.type)}")
@@ -156,8 +156,12 @@ _JSON_KINDS = {b'"': "str", b"{": "object", b"[": "array", b"t": "bool", b"f": "
 
 
 def _kind(value: msgspec.Raw) -> str:
-    """The kind of JSON value `value` holds, from its first byte (it is well-formed)."""
-    return _JSON_KINDS.get(memoryview(value)[:1].tobytes(), "number")
+    """The kind of JSON value `value` holds, in msgspec's words (`int`, `float`, …), as the other
+    details say it; from its first byte, and for a number its form (it is well-formed)."""
+    kind = _JSON_KINDS.get(memoryview(value)[:1].tobytes())
+    if kind is not None:
+        return kind
+    return "float" if any(c in bytes(value) for c in b".eE") else "int"
 
 
 def _string(value: msgspec.Raw) -> str | None:
