@@ -13,6 +13,7 @@ library's process recorder, which writes its tracking row inside `_insert_events
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -292,6 +293,7 @@ class Log:
             if create:
                 self._recorder.create_table()
                 self._upgrade_event_ids()
+                self._check_writable()
             self._check_durability()
             self._head = self._read_head()
         except LogError:
@@ -319,6 +321,18 @@ class Log:
                                   [(key_id, e.id) for e in events if (key_id := _key_of(e)) is not None])
                 c.execute("UPDATE event_ids SET digest=? WHERE key_id IS NOT NULL "
                           "AND key_id NOT IN (SELECT key_id FROM keys)", (SHREDDED,))
+
+    def _check_writable(self) -> None:
+        """A log that can be read but not written (a read-only mount, an immutable file) is
+        refused now, not at the first commit: every input would answer 503 until someone looked.
+        The probe writes in a transaction that is rolled back: nothing reaches the file."""
+        with self._datastore.transaction(commit=False) as c:
+            c.execute("PRAGMA user_version")
+            version = int(c.fetchone()[0])
+            try:
+                c.execute(f"PRAGMA user_version={version}")
+            except sqlite3.OperationalError as e:
+                raise LogError(f"cannot write the log at {self.path}: {e}") from e
 
     def _check_durability(self) -> None:
         with self._datastore.transaction(commit=False) as c:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.log import Log
 from ops.bench.ports import free_port
 from tests.integration.engine_process import ENGAGE, EngineProcess, port_open
 from tests.samples import ev
@@ -154,6 +155,20 @@ def test_unusable_data_directory(tmp_path: Path, where: str) -> None:
         (data / "log.sqlite").write_bytes(b"this is not an SQLite database\n" * 100)
     r = cli("up", "--data", str(data), "--listen", "127.0.0.1:0", "--nats-port", "0", cwd=tmp_path)
     one_line_error(r, str(data))
+
+
+def test_a_log_that_cannot_be_written_is_refused_at_start(tmp_path: Path) -> None:
+    """Not at the first commit (every POST answered 503): an immutable file (chattr +i) is what
+    even root cannot write, as a read-only mount would be."""
+    data = tmp_path / "data"
+    data.mkdir()
+    Log(data / "log.sqlite").close()
+    subprocess.run(["chattr", "+i", str(data / "log.sqlite")], check=True)
+    try:
+        r = cli("up", "--data", str(data), "--listen", "127.0.0.1:0", "--nats-port", "0", cwd=tmp_path)
+    finally:
+        subprocess.run(["chattr", "-i", str(data / "log.sqlite")], check=True)
+    one_line_error(r, "cannot write the log", str(data / "log.sqlite"))
 
 
 def test_audit_tools_refuse_a_log_that_is_not_sqlite(tmp_path: Path) -> None:
