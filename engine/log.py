@@ -285,6 +285,7 @@ class Log:
         (audit tools run beside a live engine, or on a copy)."""
         self.path = path
         self._clock = clock
+        self._shred_due = False  # an erasure committed; its destroyed keys may still be in WAL frames
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,12 +297,15 @@ class Log:
                 self._check_writable()
             self._check_durability()
             self._head = self._read_head()
+            if create:
+                # A writer that died between an erasure's commit and its checkpoint left the
+                # destroyed keys in WAL frames: the next one truncates the WAL before anything else.
+                self._shred_wal()
         except LogError:
             raise
         except Exception as e:  # sqlite3's errors, or the library's wrappers of them
             raise LogError(f"cannot open the log at {path}: {e}") from e
         self._keys = KeyRing()
-        self._shred_due = False  # an erasure committed; its destroyed keys may still be in WAL frames
 
     # --- opening -------------------------------------------------------------------------------
 

@@ -196,6 +196,30 @@ def test_an_input_a_defect_cannot_decide_is_kept_and_does_not_fail_its_batch(
     assert "a defect" in caplog.text and "Traceback" in caplog.text
 
 
+def files_holding(directory: Path, secrets: list[bytes]) -> list[str]:
+    return sorted(f.name for f in directory.iterdir() if any(secret in f.read_bytes() for secret in secrets))
+
+
+def test_keys_an_erasure_destroyed_leave_the_wal_when_the_next_writer_opens(tmp_path: Path) -> None:
+    """A writer killed between an erasure's commit and its WAL checkpoint leaves the destroyed keys
+    in WAL frames, next to the ciphertext they open: the next writer truncates the WAL first."""
+    first = Log(tmp_path / "log.sqlite")
+    commit(first, ADA, TWEET, ev(3, "identity.linked", {"channel": "twitter", "handle": "ada"}))
+    con = sqlite3.connect(tmp_path / "log.sqlite")
+    keys = [bytes(row[0]) for row in con.execute("SELECT key FROM keys")]
+    con.close()
+    assert len(keys) == 2
+    first._shred_wal = lambda: None  # type: ignore[method-assign]  # killed before the checkpoint
+    commit(first, ev(5, "customer.erased"))
+    assert files_holding(tmp_path, keys) == ["log.sqlite-wal"]  # what the crash leaves
+    second = Log(tmp_path / "log.sqlite")  # the writer started again
+    try:
+        assert files_holding(tmp_path, keys) == []
+    finally:
+        second.close()
+        first.close()
+
+
 def test_an_unlinked_identity_starts_afresh_after_erasure(log: Log) -> None:
     commit(log, ev(1, "identity.linked", {"channel": "twitter", "handle": "ada"}), ev(2, "customer.erased"))
     outcomes = commit(log,
