@@ -12,6 +12,7 @@ library's process recorder, which writes its tracking row inside `_insert_events
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import uuid
@@ -94,6 +95,7 @@ EVENTS_TABLE = "stored_events"
 # writer needs it: readers go through the records in order, which the default cache serves as fast
 # (measured on 1M records: the same records/s, 56 MiB of peak RSS instead of 88).
 CACHE_KIB = 32 * 1024
+LOCK_TIMEOUT = 30  # seconds a connection waits for another's lock
 
 
 class _Pool(SQLiteConnectionPool):
@@ -103,7 +105,7 @@ class _Pool(SQLiteConnectionPool):
 
     def __init__(self, *, db_name: str, cache_kib: int | None) -> None:
         self._cache_kib = cache_kib
-        super().__init__(db_name=db_name, lock_timeout=30)
+        super().__init__(db_name=db_name, lock_timeout=LOCK_TIMEOUT)
 
     def _create_connection(self) -> SQLiteConnection:
         conn = super()._create_connection()
@@ -117,7 +119,7 @@ class _Pool(SQLiteConnectionPool):
 
 class _Datastore(SQLiteDatastore):
     def __init__(self, db_name: str, *, writer: bool) -> None:
-        super().__init__(db_name, lock_timeout=30)
+        super().__init__(db_name, lock_timeout=LOCK_TIMEOUT)
         self.pool.close()
         self.pool = _Pool(db_name=db_name, cache_kib=CACHE_KIB if writer else None)
 
@@ -431,7 +433,14 @@ class Log:
         into the database and truncates the WAL. A reader holding an old snapshot can make the
         checkpoint give up: then it is tried again after the next commit (the window is that short)."""
         with self._datastore.get_connection(commit=True) as conn:
-            busy, _, _ = conn._sqlite_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            raw = conn._sqlite_conn
+            # Without waiting: a reader's snapshot can last as long as an export does, and the
+            # writer must not stall ingest behind it (it waited up to LOCK_TIMEOUT).
+            raw.execute("PRAGMA busy_timeout=0")
+            try:
+                busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={LOCK_TIMEOUT * 1000}")
         self._shred_due = bool(busy)
         if busy:
             _logger.warning("a reader kept the WAL from being truncated after an erasure; trying again "
@@ -570,6 +579,20 @@ class Log:
             aead = _stored_key(c, row[0])
             return None if aead is None else decrypt_bytes(aead, row[0], bytes(row[1]))
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        """The records and the keys as they stood at one instant, for an export that decrypts: one
+        read transaction, so an erasure committed meanwhile is wholly in it (its customer's fields
+        unreadable) or not at all. Read page by page, from any one thread at a time."""
+        con = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                              check_same_thread=False)
+        try:
+            con.execute("BEGIN")
+            con.execute("SELECT COUNT(*) FROM keys").fetchone()  # the snapshot starts at the first read
+            yield Snapshot(con)
+        finally:
+            con.close()
+
     def key_lookup(self) -> Callable[[str], AESGCM | None]:
         """key id -> AESGCM or None (destroyed): for reading personal fields back."""
 
@@ -578,6 +601,30 @@ class Log:
                 return _stored_key(c, key_id)
 
         return lookup
+
+
+class Snapshot:
+    """Log.snapshot(): records by position and keys by id, from one read transaction."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self._con = con
+
+    def pages(self, page: int = 2000) -> Iterator[list[bytes]]:
+        """As Log.pages: paged by notification id (the rowid), so a missing row shows as a gap in
+        positions, never as a skipped page."""
+        after = 0
+        while rows := self._con.execute(f"SELECT rowid, state FROM {EVENTS_TABLE} WHERE rowid > ? ORDER BY rowid "
+                                        "LIMIT ?", (after, page)).fetchall():
+            yield [bytes(state) for _, state in rows]
+            after = rows[-1][0]
+
+    def iter_records(self, page: int = 2000) -> Iterator[bytes]:
+        for records in self.pages(page):
+            yield from records
+
+    def key(self, key_id: str) -> AESGCM | None:
+        row = self._con.execute("SELECT key FROM keys WHERE key_id=?", (key_id,)).fetchone()
+        return None if row is None else AESGCM(row[0])
 
 
 def _stored_key(c: SQLiteCursor, key_id: str) -> AESGCM | None:

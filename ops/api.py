@@ -233,13 +233,14 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
             decrypt = choice(params, "decrypt", ("true", "false")) == "true"
         except BadParameter as e:
             return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
-        lookup = log_.key_lookup()
-
         async def lines() -> AsyncIterator[bytes]:
-            after = 0
-            while page := await asyncio.to_thread(log_.records, after, 1000):
-                after += len(page)
-                yield b"".join((with_personal(line, lookup) if decrypt else line) + b"\n" for line in page)
+            # Records and keys of one instant (Log.snapshot): an erasure committed while this
+            # streams is wholly in the export, its customer's fields unreadable, or not at all.
+            with log_.snapshot() as snapshot:
+                pages = snapshot.pages(1000)
+                while page := await asyncio.to_thread(next, pages, None):
+                    yield b"".join((with_personal(line, snapshot.key) if decrypt else line) + b"\n"
+                                   for line in page)
 
         return Stream(lines(), media_type="application/x-ndjson")
 

@@ -52,13 +52,13 @@ def export(data: Path, out: IO[bytes], *, decrypt: bool = False,
     `personal` member, outside the hash (SPEC §8)."""
     log = open_log(data)
     try:
-        lookup = log.key_lookup()
-        count = 0
-        for count, line in enumerate(log.iter_records(), start=1):
-            out.write(with_personal(line, lookup) if decrypt else line)
-            out.write(b"\n")
-            progress(count)
-        return count
+        with log.snapshot() as snapshot:  # records and keys of one instant (see Log.snapshot)
+            count = 0
+            for count, line in enumerate(snapshot.iter_records(), start=1):
+                out.write(with_personal(line, snapshot.key) if decrypt else line)
+                out.write(b"\n")
+                progress(count)
+            return count
     finally:
         log.close()
 

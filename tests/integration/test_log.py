@@ -1,6 +1,7 @@
 """The log on real SQLite files: positions, durability, idempotency across reopen, keys, rejects."""
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -218,6 +219,39 @@ def test_keys_an_erasure_destroyed_leave_the_wal_when_the_next_writer_opens(tmp_
     finally:
         second.close()
         first.close()
+
+
+def test_an_export_that_decrypts_reads_records_and_keys_of_one_instant(tmp_path: Path) -> None:
+    """An erasure committed while a decrypting export runs: the export is the log before it, all
+    of it readable as it was then, never a mix of decrypted fields and the erasure record."""
+    from ops.audit import export
+
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, *(ev(k, "comment.posted", {"thread": "t", "text": f"words {k}"}) for k in range(3000)))
+    con = sqlite3.connect(tmp_path / "log.sqlite")
+    keys = [bytes(row[0]) for row in con.execute("SELECT key FROM keys")]
+    con.close()
+
+    def erase_midway(count: int) -> None:
+        if count == 10:
+            assert commit(log, ev("gone", "customer.erased")) == [Accepted(3001)]
+
+    out = io.BytesIO()
+    try:
+        assert export(tmp_path, out, decrypt=True, progress=erase_midway) == 3000
+        records = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert [r["personal"]["text"] for r in records] == [f"words {k}" for k in range(3000)]
+        out = io.BytesIO()
+        assert export(tmp_path, out, decrypt=True) == 3001  # an export after it: nothing readable
+        records = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert {r["personal"]["text"] for r in records[:-1]} == {None}
+        # The export's snapshot kept the erasure's WAL checkpoint from truncating (the writer does
+        # not wait for it); the next commit does it.
+        commit(log, ev("next", "idea.voted", {"idea": "i"}, customer="c-2"))
+        assert not log._shred_due
+        assert files_holding(tmp_path, keys) == []
+    finally:
+        log.close()
 
 
 def test_an_unlinked_identity_starts_afresh_after_erasure(log: Log) -> None:
