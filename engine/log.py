@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -675,12 +676,46 @@ def _sortable(instant: str) -> datetime:
     return datetime.fromisoformat(instant)
 
 
+_JSON_STRING = rb'"((?:[^"\\]|\\.)*)"'
+_CUSTOMER = re.compile(rb'"customer"\s*:\s*' + _JSON_STRING)
+_IDENTITY = re.compile(rb'"identity"\s*:\s*\{([^{}]*)\}')
+_CHANNEL = re.compile(rb'"channel"\s*:\s*' + _JSON_STRING)
+_HANDLE = re.compile(rb'"handle"\s*:\s*' + _JSON_STRING)
+
+
+def _named_in_broken(raw: bytes) -> str | None:
+    """The profile an input that is not JSON (a trailing comma, a NaN, cut short) still plainly
+    names, found by pattern: its raw bytes are kept encrypted under that profile's key and go with
+    an erasure (SPEC §6), as those of an input that parses. When in doubt, encrypting under some
+    profile's key errs on the side of privacy; the reject's id stays unread (null), as answered."""
+    def string(pattern: re.Pattern[bytes], text: bytes) -> str | None:
+        found = pattern.search(text)
+        if found is None:
+            return None
+        try:
+            return msgspec.json.decode(b'"' + found.group(1) + b'"', type=str)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
+    customer = string(_CUSTOMER, raw)
+    if customer:
+        return customer
+    identity = _IDENTITY.search(raw)
+    if identity is not None:
+        channel, handle = string(_CHANNEL, identity.group(1)), string(_HANDLE, identity.group(1))
+        if channel is not None and handle is not None:
+            channel, handle = normalise_identity(channel, handle)
+            if handle:
+                return f"~{channel}:{handle}"
+    return None
+
+
 def _whose(raw: bytes) -> tuple[str | None, str | None]:
     """(the id, the profile key) a raw input names, if it can be read at all."""
     try:
         sniffed = _sniff.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # skipping deep nesting recurses too
-        return None, None
+        return None, _named_in_broken(raw)
     event_id = sniffed.id if isinstance(sniffed.id, str) else None
     if isinstance(sniffed.customer, str) and sniffed.customer:
         return event_id, sniffed.customer

@@ -290,6 +290,25 @@ def test_rejects_naming_an_erased_customer_are_shredded(log: Log) -> None:
     assert after.reason == "erased" and log.reject_raw(after.seq) is None
 
 
+def test_an_input_that_is_not_json_but_names_a_customer_is_kept_encrypted_and_shredded(tmp_path: Path) -> None:
+    log = Log(tmp_path / "log.sqlite")
+    broken = [ev(1, "comment.posted", {"thread": "t", "text": "TRAILING-CANARY"}).replace(b"}", b",}", 1),
+              ev(2, "comment.posted", {"thread": "t", "text": "IDENTITY-CANARY"},
+                 identity={"channel": "Twitter", "handle": "@Ada"})[:-1]]  # cut short
+    outcomes = commit(log, ev(0, "idea.voted", {"idea": "i"}), *broken,
+                      ev(3, "identity.linked", {"channel": "twitter", "handle": "ada"}))
+    assert [o.reason for o in outcomes[1:3]] == ["malformed", "malformed"]
+    first, second = log.rejects()
+    assert first.id is None and log.reject_raw(first.seq) == broken[0]  # readable while not erased
+    assert log.reject_raw(second.seq) == broken[1]
+    log.close()
+    assert files_holding(tmp_path, [b"TRAILING-CANARY", b"IDENTITY-CANARY"]) == []  # encrypted on disk
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, ev(5, "customer.erased"))
+    assert log.reject_raw(first.seq) is None and log.reject_raw(second.seq) is None
+    log.close()
+
+
 def test_a_log_written_by_someone_else_is_refused(tmp_path: Path) -> None:
     log = Log(tmp_path / "log.sqlite")
     commit(log, ev(1, "idea.voted", {"idea": "i"}))
