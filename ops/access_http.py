@@ -17,7 +17,9 @@ from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEven
 from engine.access import AUDIT, PUBLISH, READ, Access, Role
 
 ROLE_KEY = "engage.role"  # where the caller's role is left in the ASGI scope
-CHALLENGE = b'Bearer realm="engage", Basic realm="engage"'
+# One header line per scheme: a browser reads only the first challenge of a line, and Chromium
+# offered no login for `Bearer …, Basic …` on one line (Basic is what makes it ask).
+CHALLENGES = (b'Basic realm="engage"', b'Bearer realm="engage"')
 
 
 def required(method: str, template: str) -> frozenset[Role] | None:
@@ -80,7 +82,7 @@ async def _refuse(send: Send, status: int, error: str, detail: str) -> None:
     body = msgspec.json.encode({"error": error, "detail": detail})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
-        headers.append((b"www-authenticate", CHALLENGE))
+        headers += [(b"www-authenticate", challenge) for challenge in CHALLENGES]
     start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
     await send(start)
     end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}

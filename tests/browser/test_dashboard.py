@@ -135,3 +135,29 @@ def test_search_opens_a_profile_with_its_explanation_and_timeline(engine: Engine
     tab.press("#search", "Enter")
     tab.wait_for_selector('[data-profile-error="not_found"]')
     assert all(url.startswith(engine.http) for url in requested)
+
+
+def test_under_auth_the_browser_asks_for_the_token_as_basic_and_gets_in(chromium: Path,
+                                                                       tmp_path: Path) -> None:
+    """Chromium offers a login only for a Basic challenge on a line of its own: with Bearer first
+    on the same line it answered 401 with no way in."""
+    token = "dashboard-" + "7" * 24
+    auth = tmp_path / "auth.toml"
+    auth.write_text(f'[tokens.ops]\nrole = "reader"\ntoken = "{token}"\n')
+    eng = EngineProcess(tmp_path / "data", extra=["--auth", str(auth)]).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(chromium), args=ARGS)
+            try:
+                wrong = browser.new_context(http_credentials={"username": "ops", "password": "not-it"})
+                response = wrong.new_page().goto(eng.http + "/")
+                assert response is not None and response.status == 401
+                right = browser.new_context(http_credentials={"username": "ops", "password": token})
+                tab = right.new_page()
+                response = tab.goto(eng.http + "/")
+                assert response is not None and response.status == 200
+                assert tab.locator("h2").first.is_visible()
+            finally:
+                browser.close()
+    finally:
+        eng.kill()
