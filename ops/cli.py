@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,8 @@ from engine.settings import (
 )
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from ops.history import History
 
 EPILOG = """examples:
@@ -476,7 +479,8 @@ def _print_history(found: History) -> None:
         title = f"{found.key}: erased at position {found.erased_at}, personal fields gone"
     else:
         title = f"{found.key}: {len(found.events)} events"
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)  # light borders: room for the data
+    # light borders: room for the data
+    table = Table(title=_inert(title), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("position", justify="right", no_wrap=True)
     for column in ("occurred_at", "type", "channel", "by"):
         table.add_column(column, overflow="fold")
@@ -486,8 +490,20 @@ def _print_history(found: History) -> None:
         by = item.get("customer") or (f"~{identity['channel']}:{identity['handle']}" if identity else "")
         data = ", ".join(f"{k}={'(erased)' if v is None and k in PERSONAL_FIELDS else _summary(v)}"
                          for k, v in item["data"].items())
-        table.add_row(str(item["position"]), item["occurred_at"], item["type"], item["channel"], by, data)
+        table.add_row(*(_inert(cell) for cell in (str(item["position"]), item["occurred_at"], item["type"],
+                                                    item["channel"], by, data)))
     Console().print(table)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _inert(text: str) -> Text:
+    """Customer data as the terminal shows it: never markup (`[bold]`, `[link=…]`), never control
+    sequences (ESC clears the screen or sets the window title): those are written out, `\x1b`."""
+    from rich.text import Text
+
+    return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text))
 
 
 def _summary(value: object, width: int = 60) -> str:

@@ -97,12 +97,12 @@ def test_read_models_behind_the_log_are_said(tmp_path: Path) -> None:
     assert len(events) == 11 and "position 18 of 19" in stderr
 
 
-def test_on_a_terminal_history_is_a_table(tmp_path: Path) -> None:
-    project(tmp_path, story())
+def on_a_terminal(data: Path, key: str) -> str:
+    """What `engage history KEY` writes to a terminal of 200 columns."""
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))  # 200 columns
     try:
-        proc = subprocess.Popen([*ENGAGE, "history", "c-1", "--data", str(tmp_path)], stdout=child,
+        proc = subprocess.Popen([*ENGAGE, "history", key, "--data", str(data)], stdout=child,
                                 stderr=subprocess.PIPE, env={**os.environ, "TERM": "xterm"})
         os.close(child)
         output = b""
@@ -114,10 +114,15 @@ def test_on_a_terminal_history_is_a_table(tmp_path: Path) -> None:
             if not chunk:
                 break
             output += chunk
-        assert proc.wait(30) == 0
+        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
     finally:
         os.close(main)
-    text = output.decode()
+    return output.decode()
+
+
+def test_on_a_terminal_history_is_a_table(tmp_path: Path) -> None:
+    project(tmp_path, story())
+    text = on_a_terminal(tmp_path, "c-1")
     assert "c-1: 11 events" in text
     assert "customer.registered" in text and "name=Ada" in text and "~twitter:alice" in text
     assert not text.lstrip().startswith("{")
@@ -130,3 +135,16 @@ def test_a_replay_keeps_the_history_but_no_personal_data(tmp_path: Path) -> None
     events, stderr = history(tmp_path / "then", "~twitter:alice")  # not linked yet at position 8
     assert [(e["id"], e["data"]["text"]) for e in events] == [("e-7", None), ("e-8", None)]
     assert "is a replay" in stderr
+
+
+def test_on_a_terminal_customer_data_is_neither_markup_nor_control_sequences(tmp_path: Path) -> None:
+    """Keys and fields are what customers and producers wrote: rich's markup (a crash on `[/]`, a
+    live link) and escape sequences (clear the screen, set the window title) stay text."""
+    key = "[/]rich[bold red]x"
+    project(tmp_path, [ev(1, "customer.registered", {"name": "\u001b[2Jcleared\u001b]0;pwned\u0007",
+                                                     "email": "[link=http://evil.example]click[/link]"},
+                          customer=key)])
+    text = on_a_terminal(tmp_path, key)
+    assert key in text and "[link=http://evil.example]click[/link]" in text
+    assert "\x1b[2J" not in text and "\x1b]0;" not in text and "\x07" not in text
+    assert "\\x1b[2Jcleared" in text  # written out
