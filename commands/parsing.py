@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from commands.instants import TIMESTAMP_PATTERN
 from commands.outcomes import Rejected
 from commands.touchpoints import (
     CATALOGUE,
@@ -35,10 +36,6 @@ FUTURE_LIMIT = timedelta(hours=24)
 # RFC 3339 date-time (§5.6), offset required, at most microseconds. Its note allows lower-case
 # "t" and "z"; the space separator of the other note is not the ABNF and is refused. [0-9], not
 # \d, which would take any Unicode digit. Calendar validity is left to datetime.fromisoformat.
-TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])\Z"
-)
 Timestamp = typing.Annotated[str, msgspec.Meta(pattern=TIMESTAMP_PATTERN)]
 
 

@@ -17,7 +17,7 @@ import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from commands.instants import OutOfRange, parse_instant, rfc3339
+from commands.instants import TIMESTAMP, OutOfRange, parse_instant, rfc3339
 from engine.access import PERSONAL
 from ops.access_http import role_of
 from projections.reads import EARLIEST_AS_OF, LATEST_AS_OF, NotFound, Reads
@@ -43,6 +43,8 @@ def parse_as_of(value: str | None, clock: Callable[[], datetime]) -> datetime:
     except OutOfRange as e:
         raise BadParameter("as_of", f"{value!r} {e}: {answered}") from None
     except ValueError as e:
+        if " " in value and TIMESTAMP.match(value.replace(" ", "+")):
+            raise BadParameter("as_of", f"{value!r}: a + in a URL's query reads as a space, write it %2B") from None
         raise BadParameter("as_of", f"{value!r} {e}") from None
     if not EARLIEST_AS_OF <= moment <= LATEST_AS_OF:
         raise BadParameter("as_of", f"{value!r} is out of range: {answered}")

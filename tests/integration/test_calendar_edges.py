@@ -80,3 +80,18 @@ def test_an_as_of_outside_the_calendar_answered_is_a_bad_parameter(engine: Engin
     if path != "/":
         assert answer.json()["parameter"] == "as_of"
     assert EARLIEST in answer.text and LATEST in answer.text
+
+
+@pytest.mark.parametrize("as_of", ["20261120T120000Z", "2026-W47-5T12:00:00Z", "2026-11-20T12Z", "2026-11-20T12:00Z",
+                                   "2026-11-20T12:00:00.Z", "2026-11-20T12:00:00.9999999Z", "2026-02-30T12:00:00Z"])
+def test_an_as_of_that_is_not_rfc_3339_is_a_bad_parameter(engine: EngineProcess, as_of: str) -> None:
+    """Python's own parser takes ISO 8601's other forms; the contract says RFC 3339, as for
+    occurred_at (up to microseconds)."""
+    answer = engine.get("/stats", as_of=as_of)
+    assert answer.status_code == 400 and answer.json()["parameter"] == "as_of", answer.text
+
+
+def test_a_plus_left_unencoded_in_as_of_is_named(engine: EngineProcess) -> None:
+    answer = httpx.get(engine.http + "/stats?as_of=2026-10-01T12:00:00+01:00")
+    assert answer.status_code == 400 and "%2B" in answer.json()["detail"], answer.text
+    assert engine.get("/stats", as_of="2026-10-01T12:00:00+01:00").status_code == 200  # encoded, as httpx does
