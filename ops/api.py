@@ -264,9 +264,13 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return problem(500, "internal", "the engine could not answer this request; its log has the details")
 
+    @post("/events", summary="Refused: this engine serves a directory read-only", status_code=405)
+    async def read_only_events() -> Response[bytes]:
+        return problem(405, "read_only", "this engine serves a directory read-only (engage up --read-only): "
+                                         "send events to the engine that owns the log")
+
     routes: list[Any] = [health, rejects, audit_export, audit_verify]
-    if ingest is not None:
-        routes.append(post_events)
+    routes.append(post_events if ingest is not None else read_only_events)
     if reads is not None:
         routes += read_routes(reads, log_.reject_counts, clock, personal_reader(log_.key_lookup()))
     routes += dashboard_routes(log_, reads, clock)

@@ -25,7 +25,8 @@ from engine.log import Log
 from projections.reads import Reads
 from projections.runner import Runner, RunnerProcess
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Litestar adds "; charset=utf-8" to a text type itself (given here too, it came twice).
+CONTENT_TYPE = "text/plain; version=0.0.4"
 # Commits fsync: from a fraction of a millisecond (a small batch) to seconds (a disk under load).
 COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PROJECTION = "read-models"

@@ -16,7 +16,7 @@ def scrape(eng: EngineProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
     """Every sample of /metrics: (name, sorted labels) -> value."""
     answer = eng.get("/metrics")
     assert answer.status_code == 200
-    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert answer.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"  # the format's own, once
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(answer.text) for s in family.samples}
 

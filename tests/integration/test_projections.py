@@ -402,7 +402,7 @@ def test_a_directory_is_served_read_only_as_it_stands(tmp_path: Path) -> None:
         assert eng.get("/stats", as_of=at(30)).json()["profiles"] == 3
         assert eng.get("/customers/c-1").json()["customer"] == "c-1"
         r = httpx.post(eng.http + "/events", content=story()[0], headers={"content-type": "application/json"})
-        assert r.status_code in (404, 405)
+        assert r.status_code == 405 and r.json()["error"] == "read_only" and "--read-only" in r.json()["detail"]
     finally:
         assert eng.stop() == 0
 
