@@ -44,13 +44,19 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
 
 @pytest.fixture
 def page(chromium: Path, engine: EngineProcess) -> Iterator[tuple[Page, list[str]]]:
+    """A tab, and the URLs it requested. Nothing may go wrong in the page's console (a script
+    error, or anything the Content-Security-Policy refused)."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=ARGS)
         try:
             tab = browser.new_page(viewport={"width": 1400, "height": 1000})
             requested: list[str] = []
+            errors: list[str] = []
             tab.on("request", lambda request: requested.append(request.url))
+            tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            tab.on("pageerror", lambda error: errors.append(str(error)))
             yield tab, requested
+            assert errors == []
         finally:
             browser.close()
 
@@ -80,7 +86,8 @@ def assert_page_equals_stats(tab: Page, stats: dict[str, Any]) -> None:
 def test_the_page_shows_stats_now_and_as_of_a_past_instant(engine: EngineProcess, page: tuple[Page, list[str]],
                                                            artifacts: Path) -> None:
     tab, requested = page
-    tab.goto(engine.http + "/")
+    response = tab.goto(engine.http + "/")
+    assert response is not None and "frame-ancestors 'none'" in response.headers["content-security-policy"]
     stats = engine.get("/stats").json()
     assert stats["events"] > 2000 and stats["profiles"] > 100  # a real picture, not zeros
     assert_page_equals_stats(tab, stats)
