@@ -5,8 +5,10 @@ that profile only; statistics count the spans that contain T. Nothing refolds th
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,36 +38,53 @@ class NotFound(msgspec.Struct, frozen=True):
     body: dict[str, Any]  # {"error": "not_found" | "erased" | "linked", ...}
 
 
+# Readers' connections (a thread each, with SQLite's 2 MiB page cache): concurrent reads run side by
+# side instead of one after the other on a single connection.
+CONNECTIONS = 4
+
+
 class Reads:
     """`path`: the read models; `log_path`: the log they are folded from, where timelines read
     the records themselves."""
 
-    def __init__(self, path: Path, log_path: Path) -> None:
+    def __init__(self, path: Path, log_path: Path, *, connections: int = CONNECTIONS) -> None:
         self.path = path
         self.log_path = log_path
-        self._db: aiosqlite.Connection | None = None
+        self._size = connections
+        self._open: list[aiosqlite.Connection] = []
+        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
 
     async def open(self) -> None:
         """Open for reading; the tables must exist (the runtime creates them before the runner starts)."""
-        self._db = await aiosqlite.connect(self.path, timeout=30)
-        await self._db.execute("PRAGMA query_only=ON")
-        await self._db.execute("ATTACH DATABASE ? AS log", (str(self.log_path),))
+        for _ in range(self._size):
+            db = await aiosqlite.connect(self.path, timeout=30)
+            self._open.append(db)
+            await db.execute("PRAGMA query_only=ON")
+            await db.execute("ATTACH DATABASE ? AS log", (str(self.log_path),))
+            self._idle.put_nowait(db)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
+        for db in self._open:
+            await db.close()
+        self._open.clear()
 
-    @property
-    def db(self) -> aiosqlite.Connection:
-        assert self._db is not None, "Reads.open() first"
-        return self._db
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A connection of the pool for one read: a slow one (a list over millions of profiles)
+        holds only its own, not every other reader's."""
+        assert self._open, "Reads.open() first"
+        db = await self._idle.get()
+        try:
+            yield db
+        finally:
+            self._idle.put_nowait(db)
 
     async def _all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
-        async with self.db.execute(sql, params) as cur:
+        async with self.connection() as db, db.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
     async def _one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
-        async with self.db.execute(sql, params) as cur:
+        async with self.connection() as db, db.execute(sql, params) as cur:
             return await cur.fetchone()
 
     async def position(self) -> int:
@@ -252,7 +271,8 @@ class Reads:
 
     async def stats(self, as_of: datetime, events: int, rejected: dict[str, int]) -> dict[str, Any]:
         t = sortable(as_of)
-        counted = await counts_at(self.db, as_of)
+        async with self.connection() as db:
+            counted = await counts_at(db, as_of)
         states = await self._all(CASES_BY_STATE)
         (first_response,) = await self._one(FIRST_RESPONSE_BREACHED, (t,))
         (resolution,) = await self._one(RESOLUTION_BREACHED, (t,))

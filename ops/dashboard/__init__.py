@@ -68,7 +68,9 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
         rejects = (await asyncio.to_thread(log_.latest_rejects, LATEST_REJECTS)
                    if role is None or role in AUDIT else None)
         head = log_.head.position
-        return summary(stats, await ladder(reads.db, moment), rejects, head, projected, rate.observe(head))
+        async with reads.connection() as db:
+            rungs = await ladder(db, moment)
+        return summary(stats, rungs, rejects, head, projected, rate.observe(head))
 
     def moment_of(request: Request[Any, Any, Any], allowed: set[str]) -> tuple[datetime, bool]:
         params = dict(request.query_params)

@@ -92,6 +92,17 @@ async def test_a_linked_anonymous_profile_answers_where_it_went(reads: Reads) ->
     assert await reads.customer("~twitter:alice", NOW) == NotFound({"error": "linked", "customer": "c-1"})
 
 
+async def test_a_read_in_progress_does_not_hold_up_the_others(reads: Reads) -> None:
+    """Reads share a pool of connections: one held by a slow read (a list over millions of
+    profiles took 11 s) leaves the others to answer. With a single connection this one waits for
+    ever (the timeout only detects that)."""
+    import asyncio
+
+    async with reads.connection():
+        answer = await asyncio.wait_for(reads.customer("c-1", NOW), timeout=30)
+    assert not isinstance(answer, NotFound) and answer["customer"] == "c-1"
+
+
 async def test_a_customer_lists_an_identity_linked_before_it_carried_any_event(tmp_path: Path) -> None:
     log, projector = build(tmp_path, [
         ev(1, "identity.linked", {"channel": "forum", "handle": "Quiet"}, customer="c-9", at=at(1)),
