@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidTag
@@ -34,7 +35,7 @@ class KeyRing:
     open transaction; the writer calls `forget_uncommitted()` when a transaction rolls back."""
 
     def __init__(self, capacity: int = 65_536) -> None:
-        self._current: dict[str, tuple[str, AESGCM]] = {}
+        self._current: OrderedDict[str, tuple[str, AESGCM]] = OrderedDict()
         self._capacity = capacity  # memory stays flat however many profiles the log holds
         self._absent: set[str] = set()  # owners the last load() found without a key (this transaction)
 
@@ -59,7 +60,9 @@ class KeyRing:
 
     def _remember(self, owner: str, hit: tuple[str, AESGCM]) -> None:
         if len(self._current) >= self._capacity:
-            del self._current[next(iter(self._current))]  # the oldest entry: dicts keep insertion order
+            # The oldest entry, in O(1): a dict's next(iter()) skips every slot deleted before it,
+            # ~28 µs a new key once the ring is full (300k owners: 6.7 s against 0.13 s).
+            self._current.popitem(last=False)
         self._current[owner] = hit
 
     def load(self, c: Cursor, owners: Iterable[str]) -> None:

@@ -201,13 +201,15 @@ def test_a_rebuild_page_by_page_equals_one_pass(tmp_path: Path, page: int, keys_
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages of 1 also fold a profile's creation, its link away and its return (~forum:g after
     c-gone's erasure) in separate transactions of one projector. With 2 keys kept, the projector's
-    memory of the profiles it wrote is forgotten again and again: that only costs inserts."""
+    memory of the profiles it wrote and of the origins' row ids is forgotten again and again:
+    that only costs look-ups and inserts, and its memory stays bounded."""
     log, whole = build(tmp_path / "a", story())
     whole.close()
     monkeypatch.setattr(projections.projector, "KEYS_KEPT", keys_kept)
     paged = Projector(tmp_path / "b" / "read.sqlite")
     for after in range(0, log.head.position, page):
         paged.apply(log.records(after, page))
+        assert len(paged._oids) <= keys_kept
     paged.close()
     log.close()
     assert dump(tmp_path / "a" / "read.sqlite") == dump(tmp_path / "b" / "read.sqlite")
