@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.openapi.spec import OpenAPI, OpenAPIFormat, OpenAPIType, Parameter, Schema
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Parameter,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 
 from commands.instants import rfc3339
 from commands.outcomes import REASONS
@@ -31,7 +42,8 @@ QUERY: dict[tuple[str, str], list[tuple[str, Schema, str]]] = {
     ("/customers", "get"): [AS_OF, LIMIT, CURSOR, _choice("level", LEVELS, "engagement level as of T"),
                             _choice("tier", TIERS, "advocacy tier as of T"),
                             _choice("marketing", ("granted", "not_granted"), "marketing consent as of T")],
-    ("/customers/{rest}", "get"): [AS_OF, LIMIT, CURSOR],
+    ("/customers/{rest}", "get"): [AS_OF, (LIMIT[0], LIMIT[1], f"{LIMIT[2]}; …/timeline only"),
+                                   (CURSOR[0], CURSOR[1], f"{CURSOR[2]}; …/timeline only")],
     ("/cases", "get"): [AS_OF, LIMIT, CURSOR, _choice("state", STATES, "case state"),
                         _choice("priority", PRIORITIES, "case priority"), ("agent", _TEXT, "assigned agent"),
                         ("team", _TEXT, "assigned team"), _choice("breached", ("true", "false"), "an SLA breached")],
@@ -49,8 +61,56 @@ REST = ("the key or case id, URL-encoded: it may hold `~`, `:`, `/`, `%` and any
         "`/customers/{key}/explain` and `/customers/{key}/timeline` follow it")
 
 
+_ERROR = Schema(type=OpenAPIType.OBJECT, required=["error", "detail"], properties={
+    "error": Schema(type=OpenAPIType.STRING, description="a code: bad_parameter, not_found, unauthorized, …"),
+    "parameter": Schema(type=OpenAPIType.STRING, description="the parameter that is wrong (400 bad_parameter)"),
+    "detail": Schema(type=OpenAPIType.STRING, description="what is wrong, and what to do")})
+_ANSWER = Schema(type=OpenAPIType.OBJECT, description="the answer SPEC §7 gives for this call")
+# What the routes answer besides JSON: Litestar describes every body it cannot see as a string.
+_MEDIA = {"/": "text/html", "/dashboard/panels": "text/html", "/dashboard/profile": "text/html",
+          "/metrics": "text/plain", "/audit/export": "application/x-ndjson"}
+_ERRORS = {"400": "a parameter or the body is wrong: `parameter` names it",
+           "401": "with --auth: no token, or an unknown one", "403": "with --auth: the role may not call this",
+           "404": "no such key, case or route (an erased profile: error `erased`)"}
+_INGEST_ERRORS = {"400": "the body is not a JSON array (error `unparseable`)",
+                  "413": "over 1,000 events, or over the size limit", "415": "another content type, charset or "
+                  "content-encoding", "503": "nothing was committed: send the same request again"}
+
+
+def _media(description: str, media: str, schema: Schema) -> OpenAPIResponse:
+    return OpenAPIResponse(description=description, content={media: OpenAPIMediaType(schema=schema)})
+
+
+def _describe_answers(path: str, method: str, operation: Any) -> None:
+    """Responses as they are: JSON objects, the documented error shape, the other media types."""
+    media = _MEDIA.get(path, "application/json")
+    ok = next((str(code) for code in (operation.responses or {}) if str(code).startswith("2")), "200")
+    operation.responses = {ok: _media("the answer", media, _TEXT if media != "application/json" else _ANSWER)}
+    errors = _INGEST_ERRORS if (path, method) == ("/events", "post") else _ERRORS
+    for code, description in errors.items():
+        operation.responses[code] = _media(description, "application/json", _ERROR)
+    if (path, method) == ("/events", "post"):
+        body = Schema(type=OpenAPIType.STRING, description="touchpoint events, SPEC §1")
+        operation.request_body = RequestBody(required=True, content={
+            "application/json": OpenAPIMediaType(schema=Schema(
+                one_of=[Schema(type=OpenAPIType.OBJECT), Schema(type=OpenAPIType.ARRAY, max_items=1000)])),
+            "application/x-ndjson": OpenAPIMediaType(schema=body)})
+
+
 def document(openapi: OpenAPI) -> None:
-    """Write the parameters above into Litestar's generated document (before it is first served)."""
+    """Write the parameters and answers above into Litestar's generated document (before it is
+    first served), and the two ways to send a token under --auth."""
+    for path, path_item in (openapi.paths or {}).items():
+        for method in ("get", "post"):
+            if (answered := getattr(path_item, method, None)) is not None:
+                _describe_answers(path, method, answered)
+    components = openapi.components if isinstance(openapi.components, Components) else Components()
+    components.security_schemes = {
+        "bearer": SecurityScheme(type="http", scheme="bearer", description="with --auth: a token of the README"),
+        "basic": SecurityScheme(type="http", scheme="basic", description="with --auth, for a browser: any user "
+                                "name, the token as password")}
+    openapi.components = components
+    openapi.security = [{}, {"bearer": []}, {"basic": []}]  # {}: an engine without --auth asks for none
     for (path, method), params in QUERY.items():
         item = (openapi.paths or {}).get(path)
         operation: Any = None if item is None else getattr(item, method)
