@@ -97,7 +97,8 @@ def _origins(con: sqlite3.Connection, key: str, data: Path) -> tuple[int | None,
                           (channel, handle)).fetchone()
         if row is not None and row[0] is not None and not row[0].startswith("~"):
             raise UsageError(f"{key} is linked to customer {row[0]}: its events are in engage history {row[0]}")
-    raise UsageError(f"no profile {key} in {data}")
+    raise UsageError(f"no profile {key!r} in {data}: give a customer key (c-42) or an identity's (~twitter:alice), "
+                     "as GET /customers lists them")
 
 
 class _KeyCache:

@@ -82,7 +82,7 @@ def test_a_linked_identity_names_its_customer(tmp_path: Path) -> None:
 
 def test_an_unknown_profile_is_one_line(tmp_path: Path) -> None:
     project(tmp_path, story())
-    one_line_error(engage("history", "nobody", "--data", str(tmp_path)), "no profile nobody")
+    one_line_error(engage("history", "nobody", "--data", str(tmp_path)), "no profile 'nobody'")
     one_line_error(engage("history", "c-1", "--data", str(tmp_path / "nowhere")), "no log")
     (tmp_path / "read.sqlite").unlink()
     one_line_error(engage("history", "c-1", "--data", str(tmp_path)), "no read models", "engage rebuild")
