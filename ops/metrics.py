@@ -16,7 +16,7 @@ from litestar import Response, get
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -98,6 +98,7 @@ def metrics_surface(log_: Log, ingest: Ingest | None, reads: Reads | None,
     projection stands still, and /health reports its position."""
     registry = CollectorRegistry()
     registry.register(_EngineCollector(log_, ingest, runner))
+    ProcessCollector(registry=registry)  # the engine process's memory, CPU, open files (process_*)
     requests = Histogram("engage_http_request_duration_seconds", "HTTP requests by route template, method, status",
                          ["route", "method", "status"], registry=registry)
     if ingest is not None:

@@ -63,6 +63,7 @@ async def test_metrics_count_each_outcome_per_path_and_report_head_and_lag(engin
     assert samples[("engage_projection_position", (("projection", "read-models"),))] == 5
     assert samples[("engage_projection_lag", (("projection", "read-models"),))] == 0
     assert samples[("engage_projection_up", (("projection", "read-models"),))] == 1
+    assert samples[("process_resident_memory_bytes", ())] > 10 * 2**20  # the engine process's own
 
     # Every committed group was observed: the batch histogram counted all 9 decided inputs (5 over HTTP, 4 over NATS).
     assert samples[("engage_ingest_batch_inputs_sum", ())] == 9
