@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -122,3 +123,21 @@ class EngineProcess:
                 return head
             time.sleep(0.1)
         raise AssertionError(f"log head {head} did not reach {position} within {timeout} s")
+
+    def send(self, *raws: bytes) -> dict[str, Any]:
+        """POST the events as NDJSON; the engine's answer (every one must be accepted)."""
+        answer = httpx.post(self.http + "/events", content=b"\n".join(raws),
+                            headers={"content-type": "application/x-ndjson"}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["accepted"] == len(raws), answer.text
+        return dict(answer.json())
+
+    def caught_up(self, timeout: float = 30) -> dict[str, Any]:
+        """Wait until the read models hold the whole log, and have no error; their /health entry."""
+        end = time.time() + timeout
+        while True:
+            health = self.get("/health").json()
+            models = health["projections"]["read-models"]
+            if models["position"] == health["log"]["head"] and models["error"] is None:
+                return dict(models)
+            assert time.time() < end, health
+            time.sleep(0.05)

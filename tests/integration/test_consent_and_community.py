@@ -2,11 +2,9 @@
 public /community view exists only while the member grants it, and never shows more than it may."""
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from tests.integration.engine_process import EngineProcess
@@ -54,13 +52,8 @@ STORY = [
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     eng = EngineProcess(tmp_path_factory.mktemp("consent") / "data").start()
     try:
-        answer = httpx.post(eng.http + "/events", content=b"\n".join(STORY),
-                            headers={"content-type": "application/x-ndjson"})
-        assert answer.json()["accepted"] == len(STORY)
-        deadline = time.time() + 30
-        while eng.get("/health").json()["projections"]["read-models"]["lag"] > 0:
-            assert time.time() < deadline
-            time.sleep(0.05)
+        eng.send(*STORY)
+        eng.caught_up()
         yield eng
     finally:
         eng.kill()

@@ -41,21 +41,36 @@ def test_demo_backfills_then_streams_live_events_that_move_every_panel(engine: E
     assert max(e["occurred_at"] for e in now_ish) > stats["as_of"][:10]  # type: ignore[index]
 
 
-def test_demo_stops_cleanly_on_sigint(engine: EngineProcess) -> None:
-    proc = subprocess.Popen([*ENGAGE, "demo", "--nats", engine.nats, "--history", "0", "--rate", "50"],
+def live_demo(engine: EngineProcess) -> subprocess.Popen[str]:
+    return subprocess.Popen([*ENGAGE, "demo", "--nats", engine.nats, "--history", "0", "--rate", "50"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_head(engine: EngineProcess, proc: subprocess.Popen[str], position: int) -> None:
+    """Until the demo's events reach `position` in the log, while the demo runs on."""
+    deadline = time.time() + 30
+    while engine.get("/health").json()["log"]["head"] < position:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+
+
+def stopped_cleanly(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C: the demo ends with exit 0 and prints what it published."""
+    proc.send_signal(2)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "published" in out and "Traceback" not in err
+
+
+def test_demo_stops_cleanly_on_sigint(engine: EngineProcess) -> None:
+    proc = live_demo(engine)
     try:
-        deadline = time.time() + 30
-        while engine.get("/health").json()["log"]["head"] < 20:
-            assert time.time() < deadline and proc.poll() is None
-            time.sleep(0.2)
-        proc.send_signal(2)
-        out, err = proc.communicate(timeout=30)
+        wait_for_head(engine, proc, 20)
+        stopped_cleanly(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
-    assert "published" in out and "Traceback" not in err
+            proc.wait()
 
 
 def test_demo_without_an_engine_says_what_to_do(tmp_path: Path) -> None:
@@ -65,8 +80,7 @@ def test_demo_without_an_engine_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_demo_waits_while_the_engine_is_down_and_carries_on(engine: EngineProcess) -> None:
-    proc = subprocess.Popen([*ENGAGE, "demo", "--nats", engine.nats, "--history", "0", "--rate", "50"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = live_demo(engine)
     lines: list[str] = []
 
     def wait_for_line(words: str, timeout: float = 60) -> None:
@@ -77,24 +91,15 @@ def test_demo_waits_while_the_engine_is_down_and_carries_on(engine: EngineProces
             lines.append(proc.stdout.readline())
 
     try:
-        deadline = time.time() + 30
-        while engine.get("/health").json()["log"]["head"] < 20:
-            assert time.time() < deadline and proc.poll() is None
-            time.sleep(0.2)
+        wait_for_head(engine, proc, 20)
         assert engine.stop() == 0
         wait_for_line("does not answer")
         before = int(json.loads(engage("export", "--data", str(engine.data)).stdout.splitlines()[-1])["position"])
         engine.start()
         wait_for_line("answers again")
-        deadline = time.time() + 30
-        while engine.get("/health").json()["log"]["head"] < before + 20:  # live events flow again
-            assert time.time() < deadline and proc.poll() is None
-            time.sleep(0.2)
-        proc.send_signal(2)
-        out, err = proc.communicate(timeout=30)
+        wait_for_head(engine, proc, before + 20)  # live events flow again
+        stopped_cleanly(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err
-    assert "published" in out and "Traceback" not in err

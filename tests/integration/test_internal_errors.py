@@ -6,14 +6,14 @@ import sqlite3
 from pathlib import Path
 
 from tests.integration.engine_process import EngineProcess
-from tests.integration.test_runner_health import post_and_wait
 from tests.samples import ev
 
 
 def test_a_failing_read_answers_500_in_the_error_shape_and_is_logged(tmp_path: Path) -> None:
     eng = EngineProcess(tmp_path / "data").start()
     try:
-        post_and_wait(eng, ev(1, "idea.voted", {"idea": "i"}))  # the runner has its tables: it will not make them again
+        eng.send(ev(1, "idea.voted", {"idea": "i"}))
+        eng.caught_up()  # the runner has its tables: it will not make them again
         with sqlite3.connect(tmp_path / "data" / "read.sqlite") as con:  # a damaged read model
             con.execute("ALTER TABLE profiles RENAME TO profiles_elsewhere")
         answer = eng.get("/customers", level="advocate")

@@ -7,8 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tests.integration.engine_process import EngineProcess
 from tests.samples import ev
 
@@ -26,26 +24,16 @@ def wait_for(eng: EngineProcess, ready: Any, timeout: float = 30) -> dict[str, A
     return state
 
 
-def post(eng: EngineProcess, *raws: bytes) -> int:
-    answer = httpx.post(eng.http + "/events", content=b"\n".join(raws),
-                        headers={"content-type": "application/x-ndjson"})
-    assert answer.json()["accepted"] == len(raws), answer.text
-    return int(eng.get("/health").json()["log"]["head"])
-
-
-def post_and_wait(eng: EngineProcess, *raws: bytes) -> None:
-    """Send, then wait until the read models hold what was sent."""
-    head = post(eng, *raws)
-    wait_for(eng, lambda s: s["position"] == head)
 
 
 def test_a_runner_stuck_on_a_page_is_degraded_health_until_it_folds_again(tmp_path: Path) -> None:
     eng = EngineProcess(tmp_path / "data").start()
     try:
-        post_and_wait(eng, ev(1, "idea.voted", {"idea": "i"}))
+        eng.send(ev(1, "idea.voted", {"idea": "i"}))
+        eng.caught_up()
         with sqlite3.connect(tmp_path / "data" / "read.sqlite") as con:  # a page that cannot commit
             con.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        post(eng, ev(2, "idea.voted", {"idea": "j"}))
+        eng.send(ev(2, "idea.voted", {"idea": "j"}))
         stuck = wait_for(eng, lambda s: s["error"] is not None)
         assert stuck["status"] == "degraded" and stuck["position"] == 1 and stuck["lag"] == 1
         assert "stuck at position 1" in stuck["error"] and "refused" in stuck["error"]
