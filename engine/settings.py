@@ -10,6 +10,9 @@ REPLAY_MARKER = "REPLAY"
 # JetStream messages fetched and committed together: one fsync and one purge per batch. 1,024
 # drained a backlog ~50 % faster than 256 in the ingest benchmark's in-process measurement.
 DEFAULT_BATCH = 1024  # written by `engage replay` into the directory it builds
+# How long POST /events waits for its commit (a batch commits in well under a second): a log that
+# does not answer (a hung disk, a stopped writer) gets a clear 504, not a request open for ever.
+COMMIT_TIMEOUT = 60.0
 
 
 class UsageError(Exception):
@@ -23,6 +26,7 @@ class Settings(msgspec.Struct, frozen=True):
     nats_port: int = 4222
     nats_url: str | None = None  # an existing server; None: `up` starts its own
     ack_wait: float = 30.0  # seconds JetStream waits for an ack before redelivering
+    commit_timeout: float = COMMIT_TIMEOUT  # seconds POST /events waits for its commit, then 504
     batch: int = DEFAULT_BATCH
     # Fault injection for crash tests only (env ENGAGE_FAULT): "kill-after-commit" SIGKILLs the
     # engine after a NATS batch is committed and before it is acknowledged.

@@ -24,6 +24,7 @@ from engine.chain import verify
 from engine.ingest import Ingest
 from engine.log import Log
 from engine.received import Received
+from engine.settings import COMMIT_TIMEOUT
 from ops.access_http import AccessGuard
 from ops.audit import personal_reader, with_personal
 from ops.dashboard import dashboard_routes
@@ -76,6 +77,11 @@ class BodyRefused(Exception):
     def __init__(self, status: int, error: str, detail: str) -> None:
         super().__init__(detail)
         self.status, self.error, self.detail = status, error, detail
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("POST /events: a commit answered too late failed", exc_info=done.exception())
 
 
 def problem(status: int, error: str, detail: str) -> Response[bytes]:
@@ -147,7 +153,8 @@ def answer(items: list[bytes], outcomes: list[Outcome]) -> IngestAnswer:
 
 def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
               runner: Runner | RunnerProcess | None = None, *,
-              clock: Callable[[], datetime] = lambda: datetime.now(UTC), access: Access | None = None) -> Litestar:
+              clock: Callable[[], datetime] = lambda: datetime.now(UTC), access: Access | None = None,
+              commit_timeout: float = COMMIT_TIMEOUT) -> Litestar:
     """The app over a log; without `ingest` it only reads (a replay served with --read-only). With
     `access` (engage up --auth) every call but /health and /schema needs a token of a role allowed."""
 
@@ -166,8 +173,15 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
             return problem(refused.status, refused.error, refused.detail)
         now = clock()
         assert ingest is not None  # the route exists only with ingest
+        submitted = asyncio.ensure_future(ingest.submit([Received(raw, "http", now) for raw in items], "http"))
         try:
-            outcomes = await ingest.submit([Received(raw, "http", now) for raw in items], "http")
+            # Shielded: on a timeout the commit goes on (and may yet land); only the wait ends.
+            outcomes = await asyncio.wait_for(asyncio.shield(submitted), commit_timeout)
+        except TimeoutError:
+            submitted.add_done_callback(_retrieved)  # its outcome, or failure, is no one's now
+            log.error("POST /events: the log did not answer within %.0f s", commit_timeout)
+            return problem(504, "timeout", f"the log did not answer within {commit_timeout:.0f} s: the events may "
+                                           "or may not be committed; send the same request again (ids make it safe)")
         except Exception:
             # Something is broken (disk full, database locked): nothing of the body was committed,
             # and the producer may send it again as it is (ids make retries idempotent).

@@ -22,6 +22,7 @@ import msgspec
 
 from commands.instants import parse_instant
 from engine.settings import (
+    COMMIT_TIMEOUT,
     DEFAULT_BATCH,
     Settings,
     UsageError,
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--read-only", action="store_true",
                     help="serve the read API over the directory as it is (a replay): no ingest, no NATS")
     up.add_argument("--ack-wait", type=float, default=30.0, help=argparse.SUPPRESS)
+    up.add_argument("--commit-timeout", type=float, default=COMMIT_TIMEOUT, help=argparse.SUPPRESS)
     up.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
 
     emit = sub.add_parser("emit", help="publish a file of events (NDJSON) over HTTP or NATS",
@@ -239,7 +241,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         data=Path(args.data).resolve(), listen_host=host, listen_port=port,
         nats_port=parse_port(str(args.nats_port), "--nats-port"),
         nats_url=None if args.nats is None else parse_nats_url(args.nats),
-        ack_wait=args.ack_wait, batch=args.batch, fault=os.environ.get("ENGAGE_FAULT"), read_only=args.read_only,
+        ack_wait=args.ack_wait, commit_timeout=args.commit_timeout, batch=args.batch,
+        fault=os.environ.get("ENGAGE_FAULT"), read_only=args.read_only,
         auth=None if args.auth is None else Path(args.auth),
     )
     if host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:

@@ -1,12 +1,18 @@
-"""A projection runner that cannot fold a page says so in /health (the engine's read models stood
-still while /health said "ok"), and stops saying so once it folds again."""
+"""When a part of the engine stops: a projection runner that cannot fold a page says so in /health
+(the engine's read models stood still while /health said "ok"), and stops saying so once it
+folds again; a log that does not answer a commit gets POST /events a 504, not a wait for ever."""
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from engine.children import children_of
 from tests.integration.engine_process import EngineProcess
 from tests.samples import ev
 
@@ -44,5 +50,30 @@ def test_a_runner_stuck_on_a_page_is_degraded_health_until_it_folds_again(tmp_pa
         healed = wait_for(eng, lambda s: s["position"] == 2 and s["error"] is None)
         assert healed["status"] == "ok"
         assert eng.log_tail(20_000).count("stuck at position 1") == 1  # logged once, not every second
+    finally:
+        eng.kill()
+
+
+def test_a_commit_the_log_does_not_answer_is_a_504_and_a_resend_is_safe(tmp_path: Path) -> None:
+    """A stopped writer (a hung disk would look the same): POST /events answers 504 after the
+    commit timeout instead of holding the request open for ever; once the writer goes on, what
+    was sent is committed once, and sending it again is a duplicate."""
+    eng = EngineProcess(tmp_path / "data", extra=["--commit-timeout", "2"]).start()
+    try:
+        assert eng.proc is not None
+        (writer,) = children_of(eng.proc.pid, b"engine.writer")
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            late = ev("late", "idea.voted", {"idea": "i"})
+            answer = httpx.post(eng.http + "/events", content=late, headers={"content-type": "application/json"},
+                                timeout=30)
+            assert answer.status_code == 504 and answer.json()["error"] == "timeout", answer.text
+            assert "send the same request again" in answer.json()["detail"]
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        eng.wait_for_head(1)
+        again = httpx.post(eng.http + "/events", content=late, headers={"content-type": "application/json"})
+        assert again.json() == {"accepted": 0, "duplicates": 1, "rejected": []}
+        assert "did not answer within 2 s" in eng.log_tail(20_000)
     finally:
         eng.kill()
