@@ -74,7 +74,8 @@ _ERRORS = {"400": "a parameter or the body is wrong: `parameter` names it",
            "404": "no such key, case or route (an erased profile: error `erased`)"}
 _INGEST_ERRORS = {"400": "the body is not a JSON array (error `unparseable`)",
                   "413": "over 1,000 events, or over the size limit", "415": "another content type, charset or "
-                  "content-encoding", "503": "nothing was committed: send the same request again"}
+                  "content-encoding", "503": "nothing was committed: send the same request again",
+                  "504": "the log did not answer in time: send the same request again (ids make it safe)"}
 
 
 def _media(description: str, media: str, schema: Schema) -> OpenAPIResponse:
