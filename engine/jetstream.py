@@ -23,7 +23,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from engine.received import Received
-from engine.settings import without_credentials
+from engine.settings import nats_servers, without_credentials
 
 STREAM = "TOUCHPOINTS"
 SUBJECTS = ["touchpoints.>"]
@@ -82,7 +82,7 @@ async def connect(url: str, *, name: str = "engage") -> Client:
         log.info("nats: connection to %s closed", shown)
 
     await client.connect(
-        [one.strip() for one in url.split(",")],
+        nats_servers(url),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,

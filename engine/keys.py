@@ -79,12 +79,15 @@ class KeyRing:
             self._remember(owner, (key_id, AESGCM(raw)))
             self._absent.discard(owner)
 
-    def destroy(self, c: Cursor, owners: list[str]) -> None:
-        """Crypto-shredding: every key these owners ever had is deleted."""
+    def destroy(self, c: Cursor, owners: list[str]) -> list[str]:
+        """Crypto-shredding: every key these owners ever had is deleted. Returns their ids (what
+        else the keys made readable, or guessable, goes with them)."""
+        destroyed = sorted(row[0] for row in select_in(c, "SELECT key_id FROM keys", "owner", owners))
         for owner in owners:
             c.execute("DELETE FROM keys WHERE owner=?", (owner,))
             self._current.pop(owner, None)
             self._absent.add(owner)
+        return destroyed
 
     def forget_uncommitted(self) -> None:
         """After a rollback the cache may name keys that were never committed: drop it all."""

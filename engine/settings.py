@@ -69,9 +69,9 @@ NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 
 def parse_nats_url(value: str, flag: str = "--nats") -> str:
     """A NATS server URL (or several, comma-separated), checked before anything tries it."""
-    for one in value.split(","):
+    for one in nats_servers(value):
         try:
-            parts = urlsplit(one.strip())
+            parts = urlsplit(one)
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError:
             parts = None
@@ -81,11 +81,16 @@ def parse_nats_url(value: str, flag: str = "--nats") -> str:
     return value
 
 
+def nats_servers(url: str) -> list[str]:
+    """The servers a `--nats` value lists (comma-separated), as nats-py takes them."""
+    return [one.strip() for one in url.split(",")]
+
+
 def without_credentials(url: str) -> str:
     """A URL as it may be printed or logged: a token or password in it is a secret
     (nats://shop:TOKEN@host -> nats://shop:***@host); `url` may list several, comma-separated."""
     if "," in url:
-        return ",".join(without_credentials(one) for one in url.split(","))
+        return ",".join(without_credentials(one) for one in nats_servers(url))
     parts = urlsplit(url)
     if "@" not in parts.netloc:
         return url

@@ -198,7 +198,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
             only(params, {"as_of"})
             parse_as_of(params.get("as_of"), clock)
         except BadParameter as e:
-            return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
+            return e.response()
         return json_response(await _health())
 
     async def _health() -> dict[str, Any]:
@@ -230,7 +230,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
             if after is not None and not after[0].isdigit():
                 raise BadParameter("cursor", "not a cursor this list gave out")
         except BadParameter as e:
-            return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
+            return e.response()
         rows = await asyncio.to_thread(log_.rejects, reason=reason, after=int(after[0]) if after else 0, limit=limit)
         items = [{"id": r.id, "reason": r.reason, "detail": r.detail, "received_at": r.received_at, "via": r.via}
                  for r in rows]
@@ -246,7 +246,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
             only(params, {"decrypt"})
             decrypt = choice(params, "decrypt", ("true", "false")) == "true"
         except BadParameter as e:
-            return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
+            return e.response()
         async def lines() -> AsyncIterator[bytes]:
             # Records and keys of one instant (Log.snapshot): an erasure committed while this
             # streams is wholly in the export, its customer's fields unreadable, or not at all.

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from commands.instants import rfc3339
-from engine.settings import UsageError, without_credentials
+from engine.settings import UsageError, nats_servers, without_credentials
 from ops.bench.events import CUSTOMERS, generate
 
 SUBJECT = "touchpoints.demo"
@@ -256,7 +256,7 @@ async def run_demo(url: str, *, rate: float, duration: float | None, history: in
         return None
 
     try:
-        nc = await nats.connect(url.split(","), connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
+        nc = await nats.connect(nats_servers(url), connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
     except (NoServersError, OSError) as e:
         raise UsageError(f"cannot reach NATS at {without_credentials(url)}: {e}; is `engage up` running there?") from e
     # Connected: from now on ride out restarts of the server forever (nats-py reads this option at

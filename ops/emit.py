@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from engine.settings import UsageError, without_credentials
+from engine.settings import UsageError, nats_servers, without_credentials
 
 HTTP_BATCH = 1000
 NATS_WINDOW = 256
@@ -85,7 +85,7 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
 
     shown = without_credentials(url)
     try:
-        nc = await nats.connect(url.split(","), connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
+        nc = await nats.connect(nats_servers(url), connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
     except (NoServersError, OSError) as e:
         if any("authorization" in str(error).lower() for error in errors):
             raise UsageError(f"NATS at {shown} refused the credentials: put a producer's token in the URL, "

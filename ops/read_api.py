@@ -29,6 +29,10 @@ class BadParameter(Exception):
         super().__init__(f"{name}: {detail}")
         self.name = name
 
+    def response(self) -> Response[bytes]:
+        """400 naming the parameter, as every call answers it."""
+        return json_response({"error": "bad_parameter", "parameter": self.name, "detail": str(self)}, 400)
+
 
 def json_response(body: Any, status: int = 200) -> Response[bytes]:
     return Response(msgspec.json.encode(body), status_code=status, media_type=MediaType.JSON)
@@ -104,9 +108,6 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
     def reveal(request: Request[Any, Any, Any]) -> Callable[[str], str | None] | None:
         return decrypt if decrypt is not None and role_of(request.scope) in PERSONAL else None
 
-    def bad(e: BadParameter) -> Response[bytes]:
-        return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
-
     def page(items: list[Any], next_cursor: str | None) -> Response[bytes]:
         return json_response({"items": items, "next": next_cursor})
 
@@ -121,7 +122,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
                 choice(params, "marketing", ("granted", "not_granted"))]
             after = decode_cursor(params.get("cursor"), "customers", 1)
         except BadParameter as e:
-            return bad(e)
+            return e.response()
         items, last = await reads.customers(moment, level=level, tier=tier, after=after[0] if after else "",
                                             limit=limit, marketing=marketing)
         return page(items, None if last is None else encode_cursor("customers", last))
@@ -147,7 +148,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
                 limit = parse_limit(params.get("limit"))
                 before = decode_cursor(params.get("cursor"), "timeline", 2)
         except BadParameter as e:
-            return bad(e)
+            return e.response()
         if view is None:
             answer: Any = await reads.customer(key, moment)
         elif view == "explain":
@@ -174,7 +175,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
             breached = {None: None, "true": True, "false": False}.get(choice(params, "breached", ("true", "false")))
             after = decode_cursor(params.get("cursor"), "cases", 1)
         except BadParameter as e:
-            return bad(e)
+            return e.response()
         filters: dict[str, str] = {k: params[k] for k in ("state", "priority", "agent", "team") if k in params}
         items, last = await reads.cases(moment, filters=filters, breached=breached,
                                         after=after[0] if after else "", limit=limit)
@@ -188,7 +189,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
             moment = parse_as_of(params.get("as_of"), clock)
             segments = path_segments(request, "/cases/")
         except BadParameter as e:
-            return bad(e)
+            return e.response()
         except UnicodeDecodeError:
             return json_response({"error": "not_found"}, 404)
         answer = await reads.case(segments[0], moment) if len(segments) == 1 else None
@@ -203,7 +204,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
             only(params, {"as_of"})
             moment = parse_as_of(params.get("as_of"), clock)
         except BadParameter as e:
-            return bad(e)
+            return e.response()
         counted = await asyncio.to_thread(reject_counts)  # a GROUP BY over every kept reject: off the loop
         return json_response(await reads.stats(moment, await reads.position(), counted))
 
@@ -218,7 +219,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
             moment = parse_as_of(params.get("as_of"), clock)
             segments = path_segments(request, "/community/")
         except BadParameter as e:
-            return bad(e)
+            return e.response()
         except UnicodeDecodeError:
             segments = []
         answer = await reads.community(segments[0], moment) if len(segments) == 1 and segments[0] else None

@@ -21,7 +21,7 @@ from engine.access import AUDIT
 from engine.log import Log
 from ops.access_http import role_of
 from ops.dashboard.view import Rate, number, summary
-from ops.read_api import BadParameter, json_response, only, parse_as_of
+from ops.read_api import BadParameter, only, parse_as_of
 from projections.overview import ladder
 from projections.reads import NotFound, Reads
 
@@ -51,10 +51,6 @@ def _html(text: str, status: int = 200) -> Response[str]:
     return Response(text, status_code=status, media_type=MediaType.HTML, headers=SECURITY_HEADERS)
 
 
-def _bad(e: BadParameter) -> Response[bytes]:
-    return json_response({"error": "bad_parameter", "parameter": e.name, "detail": str(e)}, 400)
-
-
 def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetime]) -> list[Any]:
     """Route handlers of the dashboard; none without read models."""
     if reads is None:
@@ -82,7 +78,7 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
         try:
             moment, live = moment_of(request, {"as_of"})
         except BadParameter as e:
-            return _bad(e)
+            return e.response()
         return _html(_templates.get_template("page.html").render(
             view=await view(request, moment), as_of=moment.isoformat().replace("+00:00", "Z"), live=live,
             as_of_input="" if live else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")))
@@ -93,7 +89,7 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
         try:
             moment, _ = moment_of(request, {"as_of"})
         except BadParameter as e:
-            return _bad(e)
+            return e.response()
         return _html(_templates.get_template("panels.html").render(view=await view(request, moment)))
 
     @get("/dashboard/profile", summary="A profile with its explanation and timeline (HTML fragment)",
@@ -105,7 +101,7 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
             if not key:
                 raise BadParameter("key", "give a customer key, or ~channel:handle for an anonymous profile")
         except BadParameter as e:
-            return _bad(e)
+            return e.response()
         template = _templates.get_template("profile.html")
         customer = await reads.customer(key, moment)
         if isinstance(customer, NotFound):  # a view of "not found", for the page to show: not an API error
