@@ -43,30 +43,60 @@ def seal_encoded(position: int, recorded_at: str, event: bytes, prev_hash: str) 
     return Sealed(line=b'{"event":' + event + b',"hash":"' + digest.encode("ascii") + b'"' + tail, hash=digest)
 
 
+class Verified(msgspec.Struct, frozen=True):
+    records: int  # how many records were checked
+    head_hash: str  # the hash of the last record checked (ZERO_HASH for none)
+    broken: Broken | None  # the first break, or None when every record checked verifies
+
+
 def verify(lines: Iterable[bytes | str]) -> tuple[int, Broken | None]:
+    """(records checked, the first break or None): `verify_chain` without the head."""
+    checked = verify_chain(lines)
+    return checked.records, checked.broken
+
+
+def verify_chain(lines: Iterable[bytes | str], reaching: str | None = None) -> Verified:
     """Check a sequence of records from SPEC §8 alone: positions 1, 2, … with no gap, each
     `prev_hash` equal to the previous `hash` (64 zeros first), each `hash` the SHA-256 of the RFC 8785
-    encoding of the record without it. Returns (records checked, the first break or None)."""
+    encoding of the record without it.
+
+    A chain cut short still verifies: every prefix of it is intact. `reaching`, a record's hash
+    known from elsewhere (the head the engine showed at some instant, GET /health), closes that
+    gap: the records must include the one with that hash, else the break is the first position
+    missing."""
     prev = ZERO_HASH
     count = 0
+    reached = reaching is None
     for count, line in enumerate(lines, start=1):
-        try:
-            record = msgspec.json.decode(line)
-        except msgspec.DecodeError as e:
-            return count, Broken(count, f"not JSON: {e}")
-        if not isinstance(record, dict):
-            return count, Broken(count, "not a JSON object")
-        if record.get("position") != count:
-            return count, Broken(count, f"position {record.get('position')!r} where {count} was expected")
-        if record.get("prev_hash") != prev:
-            return count, Broken(count, "prev_hash does not match the previous record's hash")
-        claimed = record.pop("hash", None)
-        record.pop("personal", None)  # `export --decrypt` adds it outside the hash (SPEC §8)
-        try:
-            canonical = rfc8785.dumps(record)
-        except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
-            return count, Broken(count, f"cannot be canonicalised: {e}")
-        if hashlib.sha256(canonical).hexdigest() != claimed:
-            return count, Broken(count, "hash does not match the record's content")
+        problem, claimed = _check(line, count, prev)
+        if problem is not None:
+            return Verified(count, prev, Broken(count, problem))
         prev = claimed
-    return count, None
+        reached = reached or claimed == reaching
+    if not reached:
+        return Verified(count, prev, Broken(count + 1, f"missing: the records end at position {count}, before "
+                                                       f"the one whose hash is {reaching}"))
+    return Verified(count, prev, None)
+
+
+def _check(line: bytes | str, position: int, prev: str) -> tuple[str | None, str]:
+    """(what is wrong with this record or None, the hash it claims)."""
+    try:
+        record = msgspec.json.decode(line)
+    except msgspec.DecodeError as e:
+        return f"not JSON: {e}", ""
+    if not isinstance(record, dict):
+        return "not a JSON object", ""
+    if record.get("position") != position:
+        return f"position {record.get('position')!r} where {position} was expected", ""
+    if record.get("prev_hash") != prev:
+        return "prev_hash does not match the previous record's hash", ""
+    claimed = record.pop("hash", None)
+    record.pop("personal", None)  # `export --decrypt` adds it outside the hash (SPEC §8)
+    try:
+        canonical = rfc8785.dumps(record)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
+        return f"cannot be canonicalised: {e}", ""
+    if hashlib.sha256(canonical).hexdigest() != claimed:
+        return "hash does not match the record's content", ""
+    return None, claimed

@@ -20,7 +20,7 @@ from litestar.response import Stream
 from commands.outcomes import REASONS, Accepted, Duplicate, Outcome, Rejected
 from commands.parsing import MAX_BYTES
 from engine.access import Access
-from engine.chain import verify
+from engine.chain import verify_chain
 from engine.ingest import Ingest
 from engine.log import Log
 from engine.received import Received
@@ -202,8 +202,9 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         return json_response(await _health())
 
     async def _health() -> dict[str, Any]:
-        head = log_.head.position
-        answer: dict[str, Any] = {"status": "ok", "log": {"head": head}, "projections": {},
+        now = log_.head  # one object: position and hash of the same instant
+        head = now.position
+        answer: dict[str, Any] = {"status": "ok", "log": {"head": head, "head_hash": now.hash}, "projections": {},
                                   "read_only": ingest is None}
         if runner is None and reads is not None:  # a replay: its read model stands still
             position = await reads.position()
@@ -260,8 +261,9 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
 
     @get("/audit/verify", summary="Verify the hash chain (SPEC §8)")
     async def audit_verify() -> dict[str, Any]:
-        count, broken = await asyncio.to_thread(lambda: verify(log_.iter_records()))
-        return {"ok": broken is None, "records": count,
+        checked = await asyncio.to_thread(lambda: verify_chain(log_.iter_records()))
+        broken = checked.broken
+        return {"ok": broken is None, "records": checked.records, "head_hash": checked.head_hash,
                 "broken": None if broken is None else {"position": broken.position, "problem": broken.problem}}
 
     def http_problem(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -11,7 +11,7 @@ from typing import IO, Any
 import msgspec
 
 from commands.touchpoints import PERSONAL_FIELDS
-from engine.chain import Broken, verify
+from engine.chain import Verified, verify_chain
 from engine.keys import decrypt_text, key_id_of
 from engine.log import Log, LogError
 from engine.settings import UsageError
@@ -30,18 +30,20 @@ def open_log(data: Path) -> Log:
         raise UsageError(str(e)) from e
 
 
-def verify_data(data: Path, progress: Callable[[int], None] = lambda n: None) -> tuple[int, Broken | None]:
+def verify_data(data: Path, progress: Callable[[int], None] = lambda n: None, *,
+                reaching: str | None = None) -> Verified:
     log = open_log(data)
     try:
-        return verify(_counted(log.iter_records(), progress))
+        return verify_chain(_counted(log.iter_records(), progress), reaching)
     finally:
         log.close()
 
 
-def verify_file(path: Path, progress: Callable[[int], None] = lambda n: None) -> tuple[int, Broken | None]:
+def verify_file(path: Path, progress: Callable[[int], None] = lambda n: None, *,
+                reaching: str | None = None) -> Verified:
     try:
         with path.open("rb") as lines:
-            return verify(_counted((line for line in lines if line.strip()), progress))
+            return verify_chain(_counted((line for line in lines if line.strip()), progress), reaching)
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
 

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 "  engage verify --data ./engage-data"))
     verify.add_argument("export", nargs="?", type=Path, help="an export (JSON Lines); omit to check --data")
     verify.add_argument("--data", help="data directory [ENGAGE_DATA]")
+    verify.add_argument("--head", metavar="HASH", type=_head_hash,
+                        help="also require the record with this hash (the log's head_hash in GET /health, or "
+                             "the head a verify printed): an export cut short before it fails")
 
     export = sub.add_parser("export", help="export the log as JSON Lines (SPEC §8)",
                             description="One record per line in position order; each line verifies on its own "
@@ -310,14 +313,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     with _progress("verify", None if args.export is not None else _head(Path(args.data or _default_data()))
                    ) as progress:
         if args.export is not None:
-            count, broken = audit.verify_file(args.export, progress)
+            checked = audit.verify_file(args.export, progress, reaching=args.head)
         else:
-            count, broken = audit.verify_data(Path(args.data or _default_data()), progress)
-    if broken is not None:
-        print(f"broken at position {broken.position}: {broken.problem}")
+            checked = audit.verify_data(Path(args.data or _default_data()), progress, reaching=args.head)
+    if checked.broken is not None:
+        print(f"broken at position {checked.broken.position}: {checked.broken.problem}")
         return 1
-    print(f"ok: {count} records, chain intact")
+    print(f"ok: {checked.records} records, chain intact; head hash {checked.head_hash}")
     return 0
+
+
+HEAD_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+def _head_hash(value: str) -> str:
+    if not HEAD_HASH.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a record's hash: 64 lower-case hex digits, as "
+                                         "GET /health shows them under log.head_hash")
+    return value
 
 
 def cmd_export(args: argparse.Namespace) -> int:

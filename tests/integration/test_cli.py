@@ -482,6 +482,33 @@ def test_export_to_a_file_then_verify_it(engine: EngineProcess, tmp_path: Path) 
     assert "position 1" in broken.stdout, broken.stdout
 
 
+def test_verify_against_a_head_catches_an_export_cut_short(engine: EngineProcess, tmp_path: Path) -> None:
+    """Every prefix of a chain verifies; the head hash /health shows is what an export must reach."""
+    sent = cli("emit", "-", "--http", engine.http, cwd=tmp_path,
+               stdin=ndjson(*(ev(f"head-{n}", "idea.voted", {"idea": "i"}, customer="c-head") for n in range(3))))
+    assert counts(sent.stdout) == {"accepted": 3}, sent.stdout + sent.stderr
+    log_head = engine.get("/health").json()["log"]
+    out = tmp_path / "log.jsonl"
+    assert cli("export", "--data", str(engine.data), "-o", str(out), cwd=tmp_path).returncode == 0
+    records = export_records(out)
+    assert (records[-1]["position"], records[-1]["hash"]) == (log_head["head"], log_head["head_hash"])
+
+    whole = cli("verify", str(out), "--head", log_head["head_hash"], cwd=tmp_path)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert whole.stdout.strip() == f"ok: {log_head['head']} records, chain intact; head hash {log_head['head_hash']}"
+
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(line + "\n" for line in out.read_text().splitlines()[:-1]))
+    assert cli("verify", str(cut), cwd=tmp_path).returncode == 0  # a prefix, intact as far as it goes
+    short = cli("verify", str(cut), "--head", log_head["head_hash"], cwd=tmp_path)
+    assert short.returncode == 1, short.stdout + short.stderr
+    assert short.stdout.startswith(f"broken at position {log_head['head']}: missing"), short.stdout
+
+    live = cli("verify", "--data", str(engine.data), "--head", log_head["head_hash"], cwd=tmp_path)
+    assert live.returncode == 0, live.stdout + live.stderr
+    one_line_error(cli("verify", str(out), "--head", str(log_head["head"]), cwd=tmp_path), "--head", "64")
+
+
 def test_export_decrypt_adds_readable_personal_fields_outside_the_hash(engine: EngineProcess,
                                                                        tmp_path: Path) -> None:
     sent = cli("emit", "-", "--http", engine.http, cwd=tmp_path, stdin=ndjson(

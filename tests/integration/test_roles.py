@@ -119,9 +119,9 @@ def test_personal_fields_only_for_agent_and_admin(engine: EngineProcess) -> None
     decrypted = httpx.get(engine.http + "/audit/export?decrypt=true", headers=bearer("auditor")).text
     plain = httpx.get(engine.http + "/audit/export", headers=bearer("auditor")).text
     assert "Ada Lovelace" in decrypted and "Ada Lovelace" not in plain
-    head = httpx.get(engine.http + "/health").json()["log"]["head"]
+    head = httpx.get(engine.http + "/health").json()["log"]
     assert httpx.get(engine.http + "/audit/verify", headers=bearer("auditor")).json() == {
-        "ok": True, "records": head, "broken": None}
+        "ok": True, "records": head["head"], "head_hash": head["head_hash"], "broken": None}
 
 
 def test_the_dashboard_shows_the_latest_rejects_only_to_those_who_may_read_rejects(engine: EngineProcess) -> None:

@@ -7,7 +7,7 @@ import json
 import msgspec
 import rfc8785
 
-from engine.chain import ZERO_HASH, seal, verify
+from engine.chain import ZERO_HASH, seal, verify, verify_chain
 
 EVENT = {"id": "e-1", "type": "idea.voted", "occurred_at": "2026-10-01T12:00:00Z", "source": "s",
          "channel": "web", "customer": "c-1", "data": {"idea": "i-1"}}
@@ -76,3 +76,25 @@ def test_decrypted_personal_member_is_outside_the_hash() -> None:
     record["personal"] = {"text": "hello"}
     lines[0] = msgspec.json.encode(record)
     assert verify(lines) == (2, None)
+
+
+def hash_of(line: bytes) -> str:
+    return str(json.loads(line)["hash"])
+
+
+def test_a_chain_cut_short_verifies_on_its_own_but_not_against_a_later_head() -> None:
+    lines = chain(5)
+    assert verify(lines[:3]) == (3, None)  # every prefix of a chain is intact
+    cut = verify_chain(lines[:3], reaching=hash_of(lines[4]))
+    assert cut.records == 3 and cut.head_hash == hash_of(lines[2])
+    assert cut.broken is not None and cut.broken.position == 4
+    assert "end at position 3" in cut.broken.problem and hash_of(lines[4]) in cut.broken.problem
+
+
+def test_a_chain_that_passes_the_head_it_must_reach_verifies() -> None:
+    lines = chain(5)
+    assert verify_chain(lines, reaching=hash_of(lines[4])) == verify_chain(lines)
+    assert verify_chain(lines, reaching=hash_of(lines[1])).broken is None  # grown since that head was taken
+    assert verify_chain(lines).head_hash == hash_of(lines[4])
+    assert verify_chain([]).head_hash == ZERO_HASH
+    assert verify_chain([], reaching=hash_of(lines[0])).broken is not None
