@@ -16,6 +16,7 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Stream
+from litestar.types import ASGIApp
 
 from commands.outcomes import REASONS, Accepted, Duplicate, Outcome, Rejected
 from commands.parsing import MAX_BYTES
@@ -28,6 +29,7 @@ from engine.settings import COMMIT_TIMEOUT
 from ops.access_http import AccessGuard
 from ops.audit import personal_reader, with_personal
 from ops.dashboard import dashboard_routes
+from ops.head_requests import HeadAsGet
 from ops.metrics import metrics_surface
 from ops.openapi_doc import document
 from ops.read_api import (
@@ -84,8 +86,9 @@ def _retrieved(done: asyncio.Future[Any]) -> None:
         log.error("POST /events: a commit answered too late failed", exc_info=done.exception())
 
 
-def problem(status: int, error: str, detail: str) -> Response[bytes]:
-    return Response(msgspec.json.encode(Problem(error, detail)), status_code=status, media_type=MediaType.JSON)
+def problem(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(msgspec.json.encode(Problem(error, detail)), status_code=status, media_type=MediaType.JSON,
+                    headers=headers)
 
 
 def split_body(body: bytes, content_type: str) -> list[bytes]:
@@ -154,7 +157,7 @@ def answer(items: list[bytes], outcomes: list[Outcome]) -> IngestAnswer:
 def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
               runner: Runner | RunnerProcess | None = None, *,
               clock: Callable[[], datetime] = lambda: datetime.now(UTC), access: Access | None = None,
-              commit_timeout: float = COMMIT_TIMEOUT) -> Litestar:
+              commit_timeout: float = COMMIT_TIMEOUT) -> ASGIApp:
     """The app over a log; without `ingest` it only reads (a replay served with --read-only). With
     `access` (engage up --auth) every call but /health and /schema needs a token of a role allowed."""
 
@@ -266,13 +269,19 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         return {"ok": broken is None, "records": checked.records, "head_hash": checked.head_hash,
                 "broken": None if broken is None else {"position": broken.position, "problem": broken.problem}}
 
-    def http_problem(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    def http_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
         error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-        detail = str(exc.detail)
+        detail, headers = str(exc.detail), None
         if exc.status_code == 413:  # the framework's own words say nothing about what to do
             detail = (f"the body is over {MAX_BODY:,} bytes, more than {MAX_EVENTS:,} events of at most "
                       f"{MAX_BYTES:,} bytes: send it in several requests")
-        return problem(exc.status_code, error.get(exc.status_code, "error"), detail)
+        if exc.status_code == 405 and exc.headers and "allow" in exc.headers:
+            # RFC 9110 §15.5.6: a 405 names the methods that are allowed. GET brings HEAD (HeadAsGet).
+            allowed = [m.strip() for m in exc.headers["allow"].split(",")]
+            allowed += ["HEAD"] if "GET" in allowed and "HEAD" not in allowed else []
+            headers = {"allow": ", ".join(sorted(allowed))}
+            detail = f"{request.method} {request.url.path} is not allowed: use one of {', '.join(sorted(allowed))}"
+        return problem(exc.status_code, error.get(exc.status_code, "error"), detail, headers)
 
     def internal_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
         """A defect, never a user's mistake: the traceback goes to the log, the caller gets the
@@ -304,4 +313,4 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         debug=False,
     )
     document(app.openapi_schema)
-    return app
+    return HeadAsGet(app)

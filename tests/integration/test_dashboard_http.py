@@ -75,3 +75,25 @@ def test_panels_time_travel(engine: EngineProcess) -> None:
     assert 'data-engagement="inactive">1<' in before  # the profile exists (SPEC §3): inactive back then
     after = engine.get("/dashboard/panels", as_of="2026-10-02T00:00:00Z").text  # a day after the vote
     assert 'data-engagement="transactional">1<' in after and 'data-engagement="inactive">0<' in after
+
+
+@pytest.mark.parametrize("path", ["/health", "/", "/stats", "/customers/c-nobody", "/audit/export", "/metrics"])
+def test_head_answers_as_get_does_without_a_body(engine: EngineProcess, path: str) -> None:
+    """Monitors and `curl -I` probe with HEAD (RFC 9110 §9.3.2)."""
+    got, head = httpx.get(engine.http + path), httpx.head(engine.http + path)
+    assert head.status_code == got.status_code, (path, head.status_code, got.status_code)
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.content == b""
+    if "content-length" in got.headers and path not in ("/metrics", "/health"):  # those two change between calls
+        assert head.headers["content-length"] == got.headers["content-length"]
+
+
+def test_a_method_not_allowed_names_the_allowed_ones(engine: EngineProcess) -> None:
+    """RFC 9110 §15.5.6: a 405 carries Allow."""
+    refused = httpx.put(engine.http + "/health")
+    assert refused.status_code == 405
+    assert set(refused.headers["allow"].split(", ")) >= {"GET", "HEAD"}
+    assert refused.json()["error"] == "method_not_allowed"
+    assert "PUT /health is not allowed" in refused.json()["detail"] and "GET" in refused.json()["detail"]
+    events = httpx.get(engine.http + "/events")
+    assert events.status_code == 405 and "POST" in events.headers["allow"].split(", ")
