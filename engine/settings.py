@@ -47,11 +47,11 @@ class Settings(msgspec.Struct, frozen=True):
         return self.data / "nats"
 
 
-def parse_listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str, flag: str = "--listen") -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host:
-        raise UsageError(f"--listen {value!r}: expected HOST:PORT, for example 127.0.0.1:8080")
-    return host.strip("[]"), parse_port(port, "--listen")
+        raise UsageError(f"{flag} {value!r}: expected HOST:PORT, for example 127.0.0.1:8080")
+    return host.strip("[]"), parse_port(port, flag)
 
 
 def parse_port(value: str, flag: str) -> int:

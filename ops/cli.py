@@ -65,7 +65,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _default_data() -> str:
-    return os.environ.get("ENGAGE_DATA", "./engage-data")
+    return _env("ENGAGE_DATA") or "./engage-data"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "  engage up --data /var/lib/engage --listen 127.0.0.1:0 --nats-port 0\n"
                             "  ENGAGE_NATS=nats://10.0.0.5:4222 engage up    (an existing NATS server)"))
     up.add_argument("--data", default=_default_data(), help="data directory [ENGAGE_DATA] (default ./engage-data)")
-    up.add_argument("--listen", default=os.environ.get("ENGAGE_LISTEN", "127.0.0.1:8080"),
+    up.add_argument("--listen", default=_env("ENGAGE_LISTEN", "127.0.0.1:8080"),
                     help="HTTP API HOST:PORT [ENGAGE_LISTEN] (default 127.0.0.1:8080; port 0 picks one)")
-    up.add_argument("--nats-port", default=os.environ.get("ENGAGE_NATS_PORT", "4222"),
+    up.add_argument("--nats-port", default=_env("ENGAGE_NATS_PORT", "4222"),
                     help="port of the nats-server `up` starts [ENGAGE_NATS_PORT] (default 4222)")
-    up.add_argument("--nats", default=os.environ.get("ENGAGE_NATS"),
+    up.add_argument("--nats", default=_env("ENGAGE_NATS"),
                     help="use this existing NATS server (URL) instead of starting one [ENGAGE_NATS]")
-    up.add_argument("--auth", default=os.environ.get("ENGAGE_AUTH"), metavar="FILE",
+    up.add_argument("--auth", default=_env("ENGAGE_AUTH"), metavar="FILE",
                     help="tokens and roles (TOML, see README); required to listen beyond loopback [ENGAGE_AUTH]")
     up.add_argument("--read-only", action="store_true",
                     help="serve the read API over the directory as it is (a replay): no ingest, no NATS")
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "  engage demo                                  against the local `engage up`\n"
                               "  engage demo --rate 100 --duration 60\n"
                               "  engage demo --history 0 --nats nats://10.0.0.5:4222"))
-    demo.add_argument("--nats", default=os.environ.get("ENGAGE_NATS", "nats://127.0.0.1:4222"),
+    demo.add_argument("--nats", default=_env("ENGAGE_NATS", "nats://127.0.0.1:4222"),
                       help="NATS server of the engine [ENGAGE_NATS] (default nats://127.0.0.1:4222)")
     demo.add_argument("--rate", type=float, default=20.0, help="live events per second (default 20)")
     demo.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
@@ -201,6 +201,27 @@ def build_parser() -> argparse.ArgumentParser:
                       help="past events to backfill first (default 5000; 0 for none)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     return parser
+
+
+class FromEnvironment(str):
+    """A flag's value taken from its ENGAGE_* variable: errors about it name the variable, which is
+    what the user set (argparse keeps a default as it is given)."""
+
+    variable: str
+
+
+def _env(variable: str, default: str | None = None) -> str | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    marked = FromEnvironment(value)
+    marked.variable = variable
+    return marked
+
+
+def _named(value: object, flag: str) -> str:
+    """How an error names where a value came from: the flag, or the variable that set it."""
+    return f"{value.variable} ({flag})" if isinstance(value, FromEnvironment) else flag
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -239,18 +260,18 @@ def _configure_logging() -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    host, port = parse_listen(args.listen)
+    host, port = parse_listen(args.listen, _named(args.listen, "--listen"))
     settings = Settings(
         data=Path(args.data).resolve(), listen_host=host, listen_port=port,
-        nats_port=parse_port(str(args.nats_port), "--nats-port"),
-        nats_url=None if args.nats is None else parse_nats_url(args.nats),
+        nats_port=parse_port(str(args.nats_port), _named(args.nats_port, "--nats-port")),
+        nats_url=None if args.nats is None else parse_nats_url(args.nats, _named(args.nats, "--nats")),
         ack_wait=args.ack_wait, commit_timeout=args.commit_timeout, batch=args.batch,
         fault=os.environ.get("ENGAGE_FAULT"), read_only=args.read_only,
         auth=None if args.auth is None else Path(args.auth),
     )
     if host not in ("127.0.0.1", "localhost", "::1") and settings.auth is None:
-        raise UsageError(f"--listen {args.listen}: without --auth FILE (tokens and roles) the engine listens on "
-                         "loopback only")
+        raise UsageError(f"{_named(args.listen, '--listen')} {args.listen}: without --auth FILE (tokens and roles) "
+                         "the engine listens on loopback only")
     if settings.auth is not None:
         from engine.access import Access
 
@@ -399,7 +420,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--rate {args.rate}: give a number of events per second above 0")
     if args.history < 0 or (args.duration is not None and args.duration < 0):
         raise UsageError("--history and --duration cannot be negative")
-    parse_nats_url(args.nats)
+    parse_nats_url(args.nats, _named(args.nats, "--nats"))
     print(f"engage demo: publishing to {without_credentials(args.nats)} at about {args.rate:g} events/s"
           + (f" for {args.duration:g} s" if args.duration is not None else " until Ctrl-C"), flush=True)
     counts = asyncio.run(run_demo(args.nats, rate=args.rate, duration=args.duration, history=args.history,

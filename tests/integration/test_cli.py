@@ -106,6 +106,26 @@ def test_usage_mistake_is_one_line_and_exit_2(tmp_path: Path, args: tuple[str, .
     assert list((tmp_path / "empty").iterdir()) == []
 
 
+ENV_ERRORS: list[tuple[dict[str, str], tuple[str, ...], tuple[str, ...]]] = [
+    ({"ENGAGE_LISTEN": "nonsense"}, UP, ("ENGAGE_LISTEN (--listen)", "nonsense")),
+    ({"ENGAGE_LISTEN": "0.0.0.0:0"}, UP, ("ENGAGE_LISTEN (--listen)", "loopback")),
+    ({"ENGAGE_NATS_PORT": "abc"}, UP, ("ENGAGE_NATS_PORT (--nats-port)", "abc")),
+    ({"ENGAGE_NATS": "localhost"}, UP, ("ENGAGE_NATS (--nats)", "nats://")),
+    ({"ENGAGE_NATS": "localhost"}, ("demo",), ("ENGAGE_NATS (--nats)", "nats://")),
+]
+
+
+@pytest.mark.parametrize(("env", "args", "words"), ENV_ERRORS, ids=[" ".join(e) for e, _, _ in ENV_ERRORS])
+def test_a_mistake_in_an_environment_variable_names_the_variable(
+        tmp_path: Path, env: dict[str, str], args: tuple[str, ...], words: tuple[str, ...]) -> None:
+    """The user set the variable, not the flag: the error says which (the flag stays named too)."""
+    one_line_error(cli(*(a.format(tmp=tmp_path) for a in args), cwd=tmp_path, env=env), *words)
+    flag = words[0].split("(")[1].rstrip(")")
+    value = next(iter(env.values()))
+    given = cli(*(a.format(tmp=tmp_path) for a in args), flag, value, cwd=tmp_path, env=env)
+    assert "ENGAGE_" not in one_line_error(given, flag)  # a flag given outranks the variable and is named
+
+
 def test_the_data_directory_and_its_files_are_the_owners_alone(engine: EngineProcess) -> None:
     """It holds the keys to every personal field (SPEC §6): no other local user may read it."""
     assert engine.data.stat().st_mode & 0o777 == 0o700
