@@ -141,7 +141,8 @@ def tier_changes(contributions: list[tuple[datetime, float]], until: datetime | 
     return [t for t in sorted(changes) if until is None or t <= until]
 
 
-def _reaches(score: float, threshold: float) -> bool:
+def reaches(score: float, threshold: float) -> bool:
+    """Whether a score is in the tier a threshold bounds (≥ 20, ≥ 5, ≤ −5)."""
     return score >= threshold if threshold > 0 else score <= threshold
 
 
@@ -149,7 +150,7 @@ def _crossings(
     prefix: list[tuple[datetime, float]], total: float, threshold: float, start: datetime, end: datetime | None
 ) -> list[datetime]:
     """The microseconds in (start, end) at which score() starts or stops reaching `threshold`."""
-    if not _reaches(total, threshold):
+    if not reaches(total, threshold):
         return []  # the score at `start`, then decaying toward 0, never reaches it in this gap
     try:
         crossing = start + timedelta(microseconds=math.floor(_MICROS_PER_HALF_LIFE * math.log2(total / threshold)))
@@ -168,10 +169,10 @@ def _crossings(
     if first >= last:
         return []  # the next contribution comes first, and is a change instant itself
     flips: list[datetime] = []
-    before = _reaches(score(prefix, first), threshold)
+    before = reaches(score(prefix, first), threshold)
     moment = first + _MICRO
     while moment <= last:
-        now = _reaches(score(prefix, moment), threshold)
+        now = reaches(score(prefix, moment), threshold)
         if now != before:
             flips.append(moment)
         before, moment = now, moment + _MICRO

@@ -5,7 +5,8 @@ refolding every profile. The spans are swept in one pass over the profile's hist
 - engagement changes only when an event enters the 90-day window (its occurred_at) or leaves it
   (occurred_at + 90 days), or at a statement or consent change;
 - between two contributions the advocacy score is S·2^(−(T−r)/90 days) for a fixed S, so each
-  tier threshold is crossed at most once in a gap, at an instant with a closed form.
+  tier threshold is crossed at most once in a gap, at an instant with a closed form (and where
+  rounding could move that instant by a microsecond, the fold itself says where).
 
 Per-profile reads (GET /customers/{key}) use the exact folds of engagement.py and advocacy.py;
 a span's value is the same fold evaluated at the span's start.
@@ -13,17 +14,22 @@ a span's value is the same fold evaluated at the span's start.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeVar
 
-from projections.advocacy import HALF_LIFE, tier
+from projections.advocacy import HALF_LIFE, reaches, score, tier
 from projections.engagement import LADDER, THRESHOLDS, WINDOW
 from projections.store import BEGINNING, END, instant, sortable
 
 _TAU = HALF_LIFE.total_seconds()
 _THRESHOLDS = (20.0, 5.0, -5.0)  # SPEC §4 tier boundaries
 _MICRO = timedelta(microseconds=1)
+_MICROS_PER_HALF_LIFE = HALF_LIFE // _MICRO
+_MICROS_PER_LN2 = _MICROS_PER_HALF_LIFE / math.log(2)  # 1 / the decay's slope per unit of score, in µs
+_EPSILON = sys.float_info.epsilon
+_MAX_PROBE = 10_000  # µs probed either side of t* at most: only absurd cancellation reaches farther
 _FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)  # BEGINNING
 
 V = TypeVar("V")
@@ -91,48 +97,105 @@ def _observed(counts: list[int]) -> str:
 
 
 def advocacy_spans(h: History) -> list[tuple[str, str, str]]:
-    """(start, end, tier) spans covering all time; `withheld` while profiling consent is."""
+    """(start, end, tier) spans covering all time; `withheld` while profiling consent is.
+
+    The tier in a span is what GET /customers/{key} answers inside it: tier(score(…, T)), the
+    float fold of advocacy.py. The closed form finds where the exact score crosses a threshold;
+    where that fold's rounding could put it on the other side (an instant or a value within its
+    error of the line), the fold itself is evaluated, so lists, /stats and the profile agree."""
     if not h.contributions and not h.consents:
         return [(BEGINNING, END, "neutral")]
     origin = (h.contributions or h.consents)[0][0]  # r: keeps the exponents small
     partials: list[float] = []  # Shewchuk partials: S is summed exactly, whatever the order of arrival
-    points: list[tuple[datetime, float]] = []  # (instant, S from then on)
-    for at, w in h.contributions:
-        _add(partials, w * 2.0 ** ((at - origin).total_seconds() / _TAU))
-        if points and points[-1][0] == at:
-            points[-1] = (at, math.fsum(partials))
-        else:
-            points.append((at, math.fsum(partials)))
-    breaks: set[datetime] = {at for at, _ in points} | {at for at, _, _ in h.consents}
-    for k, (at, total) in enumerate(points):
-        until = points[k + 1][0] if k + 1 < len(points) else None
+    magnitude = aged = 0.0  # Σ|g| and Σ|g|·a for the terms g = w·2^a, a = (t−r)/τ: see _Point
+    points: list[_Point] = []  # S and those sums from each contribution instant on
+    for counted, (at, w) in enumerate(h.contributions, start=1):
+        offset = (at - origin) // _MICRO
+        a = offset / _MICROS_PER_HALF_LIFE
+        grown = math.pow(2.0, a)
+        _add(partials, w * grown)
+        magnitude += abs(w) * grown
+        aged += abs(w) * grown * a
+        if points and points[-1].at == at:
+            points.pop()
+        points.append(_Point(at, offset, math.fsum(partials), magnitude, aged, counted))
+    breaks: set[datetime] = {point.at for point in points} | {at for at, _, _ in h.consents}
+    for k, point in enumerate(points):
+        until = points[k + 1].offset if k + 1 < len(points) else None
         for threshold in _THRESHOLDS:
-            crossing = _crossing(total, threshold, origin)
-            if crossing is not None and at < crossing and (until is None or crossing < until):
-                breaks.add(crossing)
+            for m in _crossings(h, point, threshold, until):
+                breaks.add(origin + timedelta(microseconds=m))
     ordered = sorted(breaks)
     values, consented, withheld, k = ["neutral"], 0, False, -1
     for at in ordered:
-        while k + 1 < len(points) and points[k + 1][0] <= at:
+        while k + 1 < len(points) and points[k + 1].at <= at:
             k += 1
         while consented < len(h.consents) and h.consents[consented][0] <= at:
             withheld = not h.consents[consented][2]
             consented += 1
-        score = 0.0 if k < 0 else points[k][1] * 2.0 ** (-(at - origin).total_seconds() / _TAU)
-        values.append("withheld" if withheld else tier(score))
+        values.append("withheld" if withheld else tier(0.0 if k < 0 else _score(h, points[k], origin, at)))
     return _merge([None, *ordered], values)
 
 
-def _crossing(total: float, threshold: float, origin: datetime) -> datetime | None:
-    """The first microsecond at which S·2^(−(T−r)/τ) has decayed past the threshold."""
+class _Point(NamedTuple):
+    """From a contribution instant on, until the next, the score is S·2^−A with A = (T−r)/τ.
+
+    score() computes it otherwise: as the float sum of the terms w·2^−(T−t)/τ, each a product and
+    a power of a rounded exponent, relative error below (2 + (T−t)/τ)·ε. With g = w·2^a and
+    a = (t−r)/τ, those terms' magnitudes sum to 2^−A·((2 + A)·Σ|g| − Σ|g|·a). That bounds how far
+    score() can be from the exact score, and S (its terms rounded the same way) from exact."""
+
+    at: datetime
+    offset: int  # µs from r
+    total: float  # S
+    magnitude: float  # Σ|g|
+    aged: float  # Σ|g|·a
+    counted: int  # how many of h.contributions those are
+
+
+def _score(h: History, point: _Point, origin: datetime, at: datetime) -> float:
+    """The score at `at` from the closed form, or from score() itself when, within twice the two's
+    rounding errors, it lies on a threshold: then tier(score()) is what readers answer."""
+    age = (at - origin) / HALF_LIFE
+    decay = math.pow(2.0, -age)
+    value = point.total * decay
+    error = 2 * _EPSILON * (abs(value) * (2 + age) + decay * ((4 + age) * point.magnitude - 0.5 * point.aged) + 20)
+    if min(abs(value - 20.0), abs(value - 5.0), abs(value + 5.0)) <= error:  # the thresholds of tier()
+        return score(h.contributions[:point.counted], at)
+    return value
+
+
+def _crossings(h: History, point: _Point, threshold: float, until: int | None) -> list[int]:
+    """The microseconds (from r) in (point, until) at which tier(score()) crosses `threshold`: the
+    first one past the instant t* at which the decaying score equals it, or, when t* lies within
+    rounding of a microsecond's edge, each one at which score() itself flips."""
+    total = point.total
     if total == 0 or (total > 0) != (threshold > 0) or abs(total) < abs(threshold):
-        return None
-    seconds = _TAU * math.log2(total / threshold)
-    try:
-        moment = origin + timedelta(seconds=seconds)
-    except OverflowError:
-        return None
-    return moment + _MICRO  # the first microsecond past the instant the score equals θ
+        return []
+    micros = _MICROS_PER_HALF_LIFE * math.log2(total / threshold)  # t* − r
+    # How far t* may be from where score() flips, in µs: score()'s error over the slope
+    # |θ|·ln 2/τ, plus the error of t* itself (S's terms, the logarithm). At t*, 2^−A = θ/S.
+    age = micros / _MICROS_PER_HALF_LIFE
+    reach = 2 * _EPSILON * (_MICROS_PER_LN2 * (1 + ((4 + age) * point.magnitude - 0.5 * point.aged) / abs(total))
+                            + micros)
+    whole = math.floor(micros)
+    first, last = max(point.offset, math.floor(micros - 2 * reach)), math.floor(micros + 2 * reach) + 1
+    if last <= point.offset or (until is not None and first >= until):
+        return []  # nothing in this gap: the next contribution comes first
+    if reach < micros - whole < 1 - reach:
+        # score() is on the exact score's side of the line a microsecond either way
+        return [whole + 1] if point.offset < whole + 1 and (until is None or whole + 1 < until) else []
+    # Near a microsecond's edge: the microseconds where score() may flip, each evaluated.
+    prefix, flips, before = h.contributions[:point.counted], [], True  # it reaches θ before `first`
+    origin = h.contributions[0][0]
+    for offset in range(max(first, whole - _MAX_PROBE), min(last, whole + _MAX_PROBE) + 1):
+        if offset <= point.offset or (until is not None and offset >= until):
+            continue
+        now = reaches(score(prefix, origin + timedelta(microseconds=offset)), threshold)
+        if now != before:
+            flips.append(offset)
+        before = now
+    return flips
 
 
 def _add(partials: list[float], x: float) -> None:

@@ -74,7 +74,9 @@ SCHEMA = [
 # (it holds nothing of its own); `engage up --read-only` serves an older one as it is.
 # 3: an identity gets its origin row when it is linked, so its customer lists it before it carries
 # an event.
-VERSION = 3
+# 4: an advocacy span changes tier at the microsecond score() does; it could be one late, so lists
+# and /stats disagreed with the profile for that microsecond.
+VERSION = 4
 
 
 # Secondary indexes that only readers need: a bulk fold (a rebuild or a replay into a file nobody
