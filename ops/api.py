@@ -37,10 +37,12 @@ from ops.read_api import (
     choice,
     decode_cursor,
     encode_cursor,
+    is_whole,
     json_response,
     only,
     parse_as_of,
     parse_limit,
+    query,
     read_routes,
 )
 from projections.reads import Reads
@@ -196,7 +198,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
     async def health(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Now, whatever `as_of` says: positions and lag are the engine's state, not a read of
         the projections (which is what as_of dates). The parameters are checked all the same."""
-        params = dict(request.query_params)
+        params = query(request)
         try:
             only(params, {"as_of"})
             parse_as_of(params.get("as_of"), clock)
@@ -223,7 +225,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
     async def rejects(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Every rejected input kept: id, reason, detail, received_at, via; oldest first. Parameters
         are checked as for every list (ops/read_api.py): 400 naming the one that is wrong."""
-        params = dict(request.query_params)
+        params = query(request)
         try:
             # Like /stats' rejected counts, the kept rejects follow the whole log (SPEC §3): as_of
             # is taken, as by every read (§7), and checked, and dates nothing here.
@@ -231,7 +233,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
             parse_as_of(params.get("as_of"), clock)
             limit, reason = parse_limit(params.get("limit")), choice(params, "reason", REASONS)
             after = decode_cursor(params.get("cursor"), "rejects", 1)
-            if after is not None and not after[0].isdigit():
+            if after is not None and not is_whole(after[0]):
                 raise BadParameter("cursor", "not a cursor this list gave out")
         except BadParameter as e:
             return e.response()
@@ -245,7 +247,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
     async def audit_export(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
         """Every record in position order, as `engage export` writes it. With `decrypt=true`, the
         personal fields still readable go under `personal`, outside the hash."""
-        params = dict(request.query_params)
+        params = query(request)
         try:
             only(params, {"decrypt"})
             decrypt = choice(params, "decrypt", ("true", "false")) == "true"

@@ -65,6 +65,13 @@ _ERROR = Schema(type=OpenAPIType.OBJECT, required=["error", "detail"], propertie
     "error": Schema(type=OpenAPIType.STRING, description="a code: bad_parameter, not_found, unauthorized, …"),
     "parameter": Schema(type=OpenAPIType.STRING, description="the parameter that is wrong (400 bad_parameter)"),
     "detail": Schema(type=OpenAPIType.STRING, description="what is wrong, and what to do")})
+# SPEC §6, §7: a profile or case that is not there says why, with no detail; a route that is not there
+# has the error shape above.
+_NOT_FOUND = Schema(type=OpenAPIType.OBJECT, required=["error"], properties={
+    "error": Schema(type=OpenAPIType.STRING, description="not_found; erased (SPEC §6); linked: an anonymous profile "
+                    "now part of `customer`"),
+    "customer": Schema(type=OpenAPIType.STRING, description="the customer a linked identity belongs to (linked)"),
+    "detail": Schema(type=OpenAPIType.STRING, description="what is wrong (a route that does not exist)")})
 _ANSWER = Schema(type=OpenAPIType.OBJECT, description="the answer SPEC §7 gives for this call")
 # What the routes answer besides JSON: Litestar describes every body it cannot see as a string.
 _MEDIA = {"/": "text/html", "/dashboard/panels": "text/html", "/dashboard/profile": "text/html",
@@ -75,7 +82,8 @@ _ERRORS = {"400": "a parameter or the body is wrong: `parameter` names it",
 _INGEST_ERRORS = {"400": "the body is not a JSON array (error `unparseable`)",
                   "413": "over 1,000 events, or over the size limit", "415": "another content type, charset or "
                   "content-encoding", "503": "nothing was committed: send the same request again",
-                  "504": "the log did not answer in time: send the same request again (ids make it safe)"}
+                  "504": "the log did not answer in time: send the same request again (ids make it safe)",
+                  "401": _ERRORS["401"], "403": _ERRORS["403"]}
 
 
 def _media(description: str, media: str, schema: Schema) -> OpenAPIResponse:
@@ -89,7 +97,7 @@ def _describe_answers(path: str, method: str, operation: Any) -> None:
     operation.responses = {ok: _media("the answer", media, _TEXT if media != "application/json" else _ANSWER)}
     errors = _INGEST_ERRORS if (path, method) == ("/events", "post") else _ERRORS
     for code, description in errors.items():
-        operation.responses[code] = _media(description, "application/json", _ERROR)
+        operation.responses[code] = _media(description, "application/json", _NOT_FOUND if code == "404" else _ERROR)
     if (path, method) == ("/events", "post"):
         body = Schema(type=OpenAPIType.STRING, description="touchpoint events, SPEC §1")
         operation.request_body = RequestBody(required=True, content={

@@ -58,9 +58,31 @@ def parse_as_of(value: str | None, clock: Callable[[], datetime]) -> datetime:
 def parse_limit(value: str | None) -> int:
     if value is None:
         return 100
-    if not value.isdigit() or not 1 <= int(value) <= 1000:
+    if not is_whole(value) or not 1 <= int(value) <= 1000:
         raise BadParameter("limit", f"{value!r} is not a whole number from 1 to 1000")
     return int(value)
+
+
+def is_whole(value: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes '²' (which int() refuses) and '５'."""
+    return value.isascii() and value.isdigit()
+
+
+class Query(dict[str, str]):
+    """A request's query parameters, each name once; `repeated` names those given more than once."""
+
+    repeated: list[str]
+
+
+def query(request: Request[Any, Any, Any]) -> Query:
+    params, repeated = Query(), []
+    for name, value in request.query_params.multi_items():
+        if name in params:
+            repeated.append(name)
+        else:
+            params[name] = value
+    params.repeated = repeated
+    return params
 
 
 def choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
@@ -91,6 +113,9 @@ def only(params: Mapping[str, str], allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise BadParameter(unknown[0], f"unknown parameter; this call takes {', '.join(sorted(allowed))}")
+    repeated = getattr(params, "repeated", [])
+    if repeated:  # which one was meant? Say so rather than take the first silently
+        raise BadParameter(repeated[0], "given more than once: give it once")
 
 
 def path_segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
@@ -113,7 +138,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
 
     @get("/customers", summary="The profiles, filterable by level, tier and marketing consent (SPEC §7)")
     async def customers(request: Request[Any, Any, Any]) -> Response[bytes]:
-        params = dict(request.query_params)
+        params = query(request)
         try:
             only(params, {"as_of", "limit", "cursor", "level", "tier", "marketing"})
             moment, limit = parse_as_of(params.get("as_of"), clock), parse_limit(params.get("limit"))
@@ -129,7 +154,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
 
     @get("/customers/{rest:path}", summary="A profile, its explanation or its timeline (SPEC §7)")
     async def customer(request: Request[Any, Any, Any]) -> Response[bytes]:
-        params = dict(request.query_params)
+        params = query(request)
         try:
             segments = path_segments(request, "/customers/")
         except UnicodeDecodeError:
@@ -166,7 +191,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
 
     @get("/cases", summary="The cases, filterable by state, priority, agent, team, breached (SPEC §7)")
     async def cases(request: Request[Any, Any, Any]) -> Response[bytes]:
-        params = dict(request.query_params)
+        params = query(request)
         try:
             only(params, {"as_of", "limit", "cursor", "state", "priority", "agent", "team", "breached"})
             moment, limit = parse_as_of(params.get("as_of"), clock), parse_limit(params.get("limit"))
@@ -183,7 +208,7 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
 
     @get("/cases/{rest:path}", summary="A support case with its SLA (SPEC §5, §7)")
     async def case(request: Request[Any, Any, Any]) -> Response[bytes]:
-        params = dict(request.query_params)
+        params = query(request)
         try:
             only(params, {"as_of"})
             moment = parse_as_of(params.get("as_of"), clock)
@@ -199,21 +224,22 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
 
     @get("/stats", summary="Totals as of an instant (SPEC §7)")
     async def stats(request: Request[Any, Any, Any]) -> Response[bytes]:
-        params = dict(request.query_params)
+        params = query(request)
         try:
             only(params, {"as_of"})
             moment = parse_as_of(params.get("as_of"), clock)
         except BadParameter as e:
             return e.response()
         counted = await asyncio.to_thread(reject_counts)  # a GROUP BY over every kept reject: off the loop
-        return json_response(await reads.stats(moment, await reads.position(), counted))
+        async with reads.snapshot():  # `events` is the position the counts stand at
+            return json_response(await reads.stats(moment, await reads.position(), counted))
 
     @get("/community/{rest:path}", summary="A member's public view, as other members see it (consent-gated)")
     async def community(request: Request[Any, Any, Any]) -> Response[bytes]:
         """Only while the member's latest `community_profile` consent grants it: public identities,
         engagement level, counts of public contributions. Otherwise 404, exactly as for an unknown
         key, so that nothing is revealed."""
-        params = dict(request.query_params)
+        params = query(request)
         try:
             only(params, {"as_of"})
             moment = parse_as_of(params.get("as_of"), clock)

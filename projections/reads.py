@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiosqlite
 import msgspec
@@ -38,9 +40,28 @@ class NotFound(msgspec.Struct, frozen=True):
     body: dict[str, Any]  # {"error": "not_found" | "erased" | "linked", ...}
 
 
+# The connection, in a read transaction, of the task's current `Reads.snapshot()`.
+_pinned: contextvars.ContextVar[aiosqlite.Connection | None] = contextvars.ContextVar("snapshot", default=None)
+
 # Readers' connections (a thread each, with SQLite's 2 MiB page cache): concurrent reads run side by
 # side instead of one after the other on a single connection.
 CONNECTIONS = 4
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _consistent(method: Callable[Concatenate[Reads, P], Coroutine[Any, Any, R]]
+                ) -> Callable[Concatenate[Reads, P], Coroutine[Any, Any, R]]:
+    """An answer of the read API, read in one snapshot (Reads.snapshot)."""
+
+    @functools.wraps(method)
+    async def read(self: Reads, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async with self.snapshot():
+            return await method(self, *args, **kwargs)
+
+    return read
 
 
 class Reads:
@@ -71,13 +92,36 @@ class Reads:
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
         """A connection of the pool for one read: a slow one (a list over millions of profiles)
-        holds only its own, not every other reader's."""
+        holds only its own, not every other reader's. Inside `snapshot()`, that one's connection."""
+        pinned = _pinned.get()
+        if pinned is not None:
+            yield pinned
+            return
         assert self._open, "Reads.open() first"
         db = await self._idle.get()
         try:
             yield db
         finally:
             self._idle.put_nowait(db)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """Every read of this task inside it sees the read models at one instant: one connection,
+        one read transaction. An answer made of several queries (a list's keys, then its items;
+        /stats' counts) would otherwise mix states while the runner commits between them: a
+        ?level= page listing a profile of another level, /stats' levels not adding up to its
+        profiles. Nested, it is the outer one."""
+        if _pinned.get() is not None:
+            yield
+            return
+        async with self.connection() as db:
+            await db.execute("BEGIN")  # deferred: the snapshot is taken by the first read
+            token = _pinned.set(db)
+            try:
+                yield
+            finally:
+                _pinned.reset(token)
+                await db.execute("COMMIT")  # only reads: nothing to keep, the snapshot ends
 
     async def _all(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
         async with self.connection() as db, db.execute(sql, params) as cur:
@@ -107,6 +151,7 @@ class Reads:
     async def _history(self, key: str, as_of: datetime) -> list[Any]:
         return (await self._histories([key], as_of))[key]
 
+    @_consistent
     async def customer(self, key: str, as_of: datetime) -> dict[str, Any] | NotFound:
         if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
             return await self._absent(key)
@@ -126,6 +171,7 @@ class Reads:
             cases[owner].append(state)
         return {key: _profile(key, histories[key], sorted(identities[key]), cases[key], as_of) for key in keys}
 
+    @_consistent
     async def customers(self, as_of: datetime, *, level: str | None, tier: str | None, after: str,
                         limit: int, marketing: bool | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """The profiles ordered by key, filtered by level and tier as of T (their spans), and by
@@ -155,6 +201,7 @@ class Reads:
         answers = await self._profiles(keys[:limit], as_of) if keys else {}
         return [answers[key] for key in keys[:limit]], (keys[limit - 1] if len(keys) > limit else None)
 
+    @_consistent
     async def explain(self, key: str, as_of: datetime) -> dict[str, Any] | NotFound:
         """Every contribution to the advocacy score and the engagement counts behind `observed`,
         each naming its event id (SPEC §7); withheld as a whole without profiling consent."""
@@ -180,6 +227,7 @@ class Reads:
             "as_of": rfc3339(as_of),
         }
 
+    @_consistent
     async def timeline(self, key: str, as_of: datetime, *, before: tuple[str, str] | None, limit: int,
                        reveal: Callable[[str], str | None] | None = None,
                        ) -> tuple[list[dict[str, Any]], tuple[str, str] | None] | NotFound:
@@ -200,6 +248,7 @@ class Reads:
         items = [_timeline_item(row[2], reveal) for row in rows[:limit]]
         return items, ((rows[limit - 1][0], rows[limit - 1][1]) if len(rows) > limit else None)
 
+    @_consistent
     async def cases(self, as_of: datetime, *, filters: dict[str, str], breached: bool | None, after: str,
                     limit: int) -> tuple[list[dict[str, Any]], str | None]:
         sql, params = "SELECT case_id FROM cases WHERE case_id > ?", [after]
@@ -217,6 +266,7 @@ class Reads:
         items = [answers[case] for case in ids[:limit] if case in answers]
         return items, (ids[limit - 1] if len(ids) > limit else None)
 
+    @_consistent
     async def community(self, key: str, as_of: datetime) -> dict[str, Any] | None:
         """The public view of a member that other members see, only while the member's latest
         `community_profile` consent grants it; None otherwise, as for an unknown key: nothing is
@@ -258,6 +308,7 @@ class Reads:
 
     # --- cases -----------------------------------------------------------------------------------
 
+    @_consistent
     async def case(self, case: str, as_of: datetime) -> dict[str, Any] | None:
         return (await self._cases([case], as_of)).get(case)
 
@@ -269,6 +320,7 @@ class Reads:
 
     # --- statistics ------------------------------------------------------------------------------
 
+    @_consistent
     async def stats(self, as_of: datetime, events: int, rejected: dict[str, int]) -> dict[str, Any]:
         t = sortable(as_of)
         async with self.connection() as db:

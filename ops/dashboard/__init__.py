@@ -21,7 +21,7 @@ from engine.access import AUDIT
 from engine.log import Log
 from ops.access_http import role_of
 from ops.dashboard.view import Rate, number, summary
-from ops.read_api import BadParameter, only, parse_as_of
+from ops.read_api import BadParameter, only, parse_as_of, query
 from projections.overview import ladder
 from projections.reads import NotFound, Reads
 
@@ -58,18 +58,20 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
     rate = Rate()
 
     async def view(request: Request[Any, Any, Any], moment: datetime) -> dict[str, Any]:
-        projected = await reads.position()
-        stats = await reads.stats(moment, projected, await asyncio.to_thread(log_.reject_counts))
+        counted = await asyncio.to_thread(log_.reject_counts)
         role = role_of(request.scope)  # None: no --auth, the engine listens on loopback only
         rejects = (await asyncio.to_thread(log_.latest_rejects, LATEST_REJECTS)
                    if role is None or role in AUDIT else None)
-        head = log_.head.position
-        async with reads.connection() as db:
-            rungs = await ladder(db, moment)
+        async with reads.snapshot():  # the panels add up: one state of the read models
+            projected = await reads.position()
+            stats = await reads.stats(moment, projected, counted)
+            async with reads.connection() as db:
+                rungs = await ladder(db, moment)
+        head = log_.head.position  # after: the log is never behind its read models
         return summary(stats, rungs, rejects, head, projected, rate.observe(head))
 
     def moment_of(request: Request[Any, Any, Any], allowed: set[str]) -> tuple[datetime, bool]:
-        params = dict(request.query_params)
+        params = query(request)
         only(params, allowed)
         return parse_as_of(params.get("as_of"), clock), "as_of" not in params
 
@@ -103,11 +105,12 @@ def dashboard_routes(log_: Log, reads: Reads | None, clock: Callable[[], datetim
         except BadParameter as e:
             return e.response()
         template = _templates.get_template("profile.html")
-        customer = await reads.customer(key, moment)
-        if isinstance(customer, NotFound):  # a view of "not found", for the page to show: not an API error
-            return _html(template.render(key=key, missing=customer.body))
-        explain = await reads.explain(key, moment)
-        found = await reads.timeline(key, moment, before=None, limit=TIMELINE)
+        async with reads.snapshot():  # the profile, its explanation and its timeline of one instant
+            customer = await reads.customer(key, moment)
+            if isinstance(customer, NotFound):  # a view of "not found", for the page to show: not an API error
+                return _html(template.render(key=key, missing=customer.body))
+            explain = await reads.explain(key, moment)
+            found = await reads.timeline(key, moment, before=None, limit=TIMELINE)
         timeline = [] if isinstance(found, NotFound) else found[0]
         return _html(template.render(key=key, missing=None, customer=customer, explain=explain, timeline=timeline))
 

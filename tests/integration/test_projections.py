@@ -1,6 +1,7 @@
 """Read models from the log: live answers, as_of, identity links and erasure, rebuild == live."""
 from __future__ import annotations
 
+import base64
 import json
 import random
 import time
@@ -394,9 +395,16 @@ async def test_lists_explain_timeline_and_bad_parameters_over_http(tmp_path: Pat
             ("/customers", {"cursor": first["next"].upper()}, "cursor"), ("/cases", {"breached": "maybe"}, "breached"),
             ("/cases", {"cursor": first["next"]}, "cursor"),  # another list's cursor
             ("/customers/c-1", {"as_of": "2026-13-01T00:00:00Z"}, "as_of"), ("/stats", {"colour": "red"}, "colour"),
+            ("/customers", {"limit": "²"}, "limit"), ("/cases", {"limit": "５"}, "limit"),  # isdigit() but not 0-9
+            ("/rejects", {"cursor": base64.urlsafe_b64encode(b'["rejects","\xc2\xb2"]').decode()}, "cursor"),
         ]:
             r = eng.get(path, **params)
             assert r.status_code == 400 and r.json()["parameter"] == name, (path, params, r.text)
+        for url, name in [("/customers?limit=1&limit=2", "limit"), ("/cases?state=new&state=open", "state"),
+                          ("/stats?as_of=2026-10-01T00:00:00Z&as_of=2026-11-01T00:00:00Z", "as_of")]:
+            r = httpx.get(eng.http + url)  # which one was meant? Not the first, silently
+            assert r.status_code == 400 and r.json()["parameter"] == name, (url, r.text)
+            assert "more than once" in r.json()["detail"]
         assert eng.get("/customers/c-1/unknown").status_code == 404
         assert eng.get("/customers/" + quote("~nobody:x/../../etc", safe="")).json() == {"error": "not_found"}
     finally:
