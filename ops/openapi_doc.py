@@ -1,4 +1,4 @@
-"""The query and path parameters of the OpenAPI document (/schema).
+"""The query and path parameters of the OpenAPI document (/schema), and its answers (ops/openapi_answers.py).
 
 The routes read their parameters themselves, so that a bad one is a 400 naming it (ops/read_api.py)
 and keys may hold encoded slashes (raw-path splitting). Litestar therefore cannot see them in the
@@ -24,6 +24,7 @@ from litestar.openapi.spec import (
 
 from commands.instants import rfc3339
 from commands.outcomes import REASONS
+from ops.openapi_answers import ANSWERS
 from projections.reads import EARLIEST_AS_OF, LATEST_AS_OF
 from projections.vocabulary import LEVELS, PRIORITIES, STATES, TIERS
 
@@ -94,7 +95,8 @@ def _describe_answers(path: str, method: str, operation: Any) -> None:
     """Responses as they are: JSON objects, the documented error shape, the other media types."""
     media = _MEDIA.get(path, "application/json")
     ok = next((str(code) for code in (operation.responses or {}) if str(code).startswith("2")), "200")
-    operation.responses = {ok: _media("the answer", media, _TEXT if media != "application/json" else _ANSWER)}
+    answer = ANSWERS.get((path, method), _ANSWER) if media == "application/json" else _TEXT
+    operation.responses = {ok: _media("the answer", media, answer)}
     errors = _INGEST_ERRORS if (path, method) == ("/events", "post") else _ERRORS
     for code, description in errors.items():
         operation.responses[code] = _media(description, "application/json", _NOT_FOUND if code == "404" else _ERROR)
