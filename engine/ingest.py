@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
@@ -66,6 +66,11 @@ class Ingest:
         self._sending: asyncio.Task[None] | None = None
         self._finishing: set[asyncio.Task[None]] = set()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (path, outcome or reason) -> n
+        # For /health: why the last group failed (cleared by the next commit), and since when the
+        # oldest group in flight waits for the log (a hung disk, a stopped writer).
+        self.failure: str | None = None
+        self.failures = 0
+        self._sent: deque[float] = deque()  # monotonic() when each group in flight was handed on
         # Called after each committed group with (seconds the commit took, inputs in it): metrics.
         self.on_commit: list[Callable[[float, int], None]] = []
 
@@ -91,13 +96,15 @@ class Ingest:
             inputs = [item for submission in group for item in submission.items]
             started = time.perf_counter()
             self._in_flight += 1
+            self._sent.append(time.monotonic())
             answer: asyncio.Future[list[Outcome]]
             if self._pipe is not None:
                 try:
                     ticket = await loop.run_in_executor(self._sender, self._pipe.send, inputs)
                 except Exception as e:
                     self._in_flight -= 1
-                    _fail(group, e)
+                    self._sent.popleft()
+                    self._failed(group, e)
                     continue
                 # Submitted to the one receiving thread now, so answers are read in sending order.
                 answer = loop.run_in_executor(self._receiver, self._pipe.receive, ticket)
@@ -112,11 +119,13 @@ class Ingest:
         try:
             outcomes = await answer
         except Exception as e:  # nothing of the group was committed: every caller learns it
-            _fail(group, e)
+            self._failed(group, e)
             return
         finally:
             self._in_flight -= 1
+            self._sent.popleft()  # answers come back in sending order
             self._send_soon()
+        self.failure = None
         # The commit began when the group was sent or when the group ahead of it was answered,
         # whichever came later: time queued behind that one is not this one's commit.
         answered = time.perf_counter()
@@ -131,6 +140,15 @@ class Ingest:
                 self.outcomes[(submission.path, outcome_name(outcome))] += 1
             if not submission.done.done():  # a caller that gave up still had its outcomes committed
                 submission.done.set_result(mine)
+
+    def _failed(self, group: list[_Submission], error: Exception) -> None:
+        self.failure = str(error) or type(error).__name__
+        self.failures += 1
+        _fail(group, error)
+
+    def waiting_for_log(self) -> float:
+        """Seconds the oldest group in flight has waited for its commit; 0 when none is in flight."""
+        return time.monotonic() - self._sent[0] if self._sent else 0.0
 
     def _take_group(self) -> list[_Submission]:
         """The waiting submissions in arrival order, up to GROUP_LIMIT inputs (at least one)."""

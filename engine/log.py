@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sqlite3
 import uuid
@@ -141,6 +142,15 @@ class LogRecorder(SQLiteApplicationRecorder):
 
 def _hex(originator_id: uuid.UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, uuid.UUID) else originator_id
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None when there is none."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class Head(msgspec.Struct, frozen=True):
@@ -309,6 +319,14 @@ class Log:
         except Exception as e:  # sqlite3's errors, or the library's wrappers of them
             raise LogError(f"cannot open the log at {path}: {e}") from e
         self._keys = KeyRing()
+        self._file = file_identity(path)
+
+    def _check_file(self) -> None:
+        """The file opened is still the log at `path`. SQLite writes on through a deleted or
+        replaced file's descriptor: commits would succeed, be acknowledged, and be lost with it."""
+        if file_identity(self.path) != self._file:
+            raise LogError(f"the log file {self.path} was deleted or replaced while the engine had it open: nothing "
+                           "more is committed; stop the engine and put the log back (or restore it from a backup)")
 
     # --- opening -------------------------------------------------------------------------------
 
@@ -378,6 +396,7 @@ class Log:
 
         Returns one outcome per input. Raises only when something is broken (disk, database):
         then nothing of the batch is committed and the caller must not acknowledge it."""
+        self._check_file()
         moment = max(self._clock(), self._head.recorded_at)
         recorded_at = rfc3339(moment)
         parsed = [_parse(item) for item in batch]
@@ -522,6 +541,11 @@ class Log:
         return rejected
 
     # --- reading -------------------------------------------------------------------------------
+
+    def hash_at(self, position: int) -> str | None:
+        """The hash of the record at `position`, None when the log has none there."""
+        found = self.records(after=position - 1, limit=1) if position >= 1 else []
+        return str(msgspec.json.decode(found[0])["hash"]) if found else None
 
     def records(self, after: int = 0, limit: int = 1000, upto: int | None = None) -> list[bytes]:
         """The stored records (the export lines) at positions after `after`, in order."""

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 from collections.abc import Callable, Generator, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -33,9 +34,12 @@ from engine.writer import FollowingLog, WriterProcess
 from ops.api import build_app
 from projections.reads import Reads
 from projections.runner import RunnerProcess
-from projections.store import connect
+from projections.store import connect, foreign_to, remove
 
 log = logging.getLogger("engage.runtime")
+
+# SQLite's answers for a file that is not a database, or one whose pages are garbage.
+DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 class _Server(uvicorn.Server):
@@ -97,7 +101,19 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
     async with stack:
         stack.callback(ingest.close)
         stack.callback(log_.close)
-        connect(settings.read_path).close()  # the schema, once, before the runner and the readers open it
+        foreign = foreign_to(settings.read_path, log_.hash_at)
+        if foreign is not None:  # derived data: folded again from the log that is here
+            log.warning("the read models in %s were not folded from this log (%s): folding them again",
+                        settings.read_path, foreign)
+            remove(settings.read_path)
+        try:
+            connect(settings.read_path).close()  # the schema, once, before the runner and the readers open it
+        except sqlite3.DatabaseError as e:
+            if e.sqlite_errorcode not in DAMAGED:
+                raise
+            log.warning("the read models in %s are damaged (%s): folding them again", settings.read_path, e)
+            remove(settings.read_path)
+            connect(settings.read_path).close()
         runner = RunnerProcess(settings.log_path, settings.read_path)
         runner.start()
         stack.callback(runner.stop)
@@ -184,6 +200,11 @@ async def _serve_read_only_locked(settings: Settings, announce: Callable[[str], 
         log_ = Log(settings.log_path, create=False)
     except LogError as e:
         raise UsageError(str(e)) from e
+    foreign = foreign_to(settings.read_path, log_.hash_at)
+    if foreign is not None:
+        log_.close()
+        raise UsageError(f"the read models in {settings.read_path} were not folded from the log beside them "
+                         f"({foreign}): run engage rebuild --data {settings.data}, or replay again")
     stack = contextlib.AsyncExitStack()
     async with stack:
         stack.callback(log_.close)

@@ -33,7 +33,7 @@ import msgspec
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
 from engine.children import die_with_parent
 from engine.frames import read_frame, write_frame
-from engine.log import Head, Log, LogError
+from engine.log import Head, Log, LogError, file_identity
 from engine.received import Received
 
 log = logging.getLogger("engage.writer")
@@ -96,6 +96,7 @@ class WriterProcess:
         self._keep_fds = tuple(keep_fds)
         self._proc: subprocess.Popen[bytes] | None = None
         self._head: Head | None = None
+        self._file: tuple[int, int] | None = None  # the log's (device, inode) once a writer opened it
         self.restarts = 0
 
     @property
@@ -109,7 +110,12 @@ class WriterProcess:
         return None if proc is None else proc.pid
 
     def start(self) -> None:
-        """Start the writer and wait until it has opened the log. Raises LogError when it cannot."""
+        """Start the writer and wait until it has opened the log. Raises LogError when it cannot.
+        Once a log was opened, a writer started again opens that file or nothing: never a new
+        empty log in the place of one deleted (it would take positions 1, 2, … again)."""
+        if self._file is not None and file_identity(self.path) != self._file:
+            raise LogError(f"the log file {self.path} was deleted or replaced while the engine had it open: stop "
+                           "the engine and put the log back (or restore it from a backup)")
         proc = subprocess.Popen(
             [sys.executable, "-m", "engine.writer", str(self.path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=self._keep_fds,
@@ -124,6 +130,8 @@ class WriterProcess:
             self._reap(proc)
             raise LogError(reply.error or "the log writer did not say where the log's head is")
         self._head = reply.head
+        if self._file is None:
+            self._file = file_identity(self.path)
 
     def commit(self, batch: Sequence[Received]) -> list[Outcome]:
         return self.receive(self.send(batch))

@@ -50,6 +50,9 @@ from projections.runner import Runner, RunnerProcess
 
 log = logging.getLogger("engage.api")
 
+# A commit takes milliseconds; one unanswered this long is a hung disk or a stopped writer.
+STALLED_AFTER = 10.0
+
 MAX_EVENTS = 1000
 # A full batch of 1,000 events of 64 KiB each, plus the array's punctuation and line breaks.
 MAX_BODY = MAX_EVENTS * (MAX_BYTES + 2) + 2
@@ -218,6 +221,13 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
             answer["projections"]["read-models"] = {"position": runner.position, "lag": head - runner.position,
                                                     "error": runner.error}
             if runner.error is not None:
+                answer["status"] = "degraded"
+        if ingest is not None:
+            error, waiting = ingest.failure, ingest.waiting_for_log()
+            if error is None and waiting > min(STALLED_AFTER, commit_timeout):
+                error = f"the log has not answered a commit for {waiting:.0f} s"
+            answer["ingest"] = {"error": error}  # the last commit's failure, until one succeeds
+            if error is not None:
                 answer["status"] = "degraded"
         return answer
 

@@ -48,6 +48,11 @@ class _EngineCollector(Collector):
             for (path, outcome), n in sorted(self._ingest.outcomes.items()):
                 events.add_metric([path, outcome], n)
         yield events
+        if self._ingest is not None:
+            yield CounterMetricFamily("engage_ingest_failures", "Groups of inputs the log could not commit (nothing "
+                                      "of them kept; producers were told to retry)", value=self._ingest.failures)
+            yield GaugeMetricFamily("engage_ingest_waiting_seconds", "How long the oldest commit in flight has "
+                                    "waited for the log (0 when none is)", value=self._ingest.waiting_for_log())
         if self._runner is not None:
             position = self._runner.position
             yield _projection_gauge("engage_projection_position", "Log position the projection has committed",

@@ -126,7 +126,9 @@ HEALTH = _object({
     "projections": Schema(type=OpenAPIType.OBJECT, additional_properties=_object({
         "position": _COUNT, "lag": Schema(type=OpenAPIType.INTEGER), "error": _nullable(_STRING)})),
     "read_only": Schema(type=OpenAPIType.BOOLEAN),
-})
+    "ingest": _object({"error": _nullable(_STRING)}, description="why the last commit failed, or that the log "
+                      "has not answered one for 10 s (then status is degraded); not on a read-only engine"),
+}, optional=("ingest",))
 
 VERIFIED = _object({"ok": Schema(type=OpenAPIType.BOOLEAN), "records": _COUNT, "head_hash": _HASH,
                     "broken": _nullable(_object({"position": Schema(type=OpenAPIType.INTEGER, minimum=1),

@@ -53,7 +53,8 @@ def create(con: sqlite3.Connection) -> None:
             add(con, containing(con, BEGINNING, "1", ()))
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        if con.in_transaction:  # a failed COMMIT (a full disk) may have ended it: keep its error
+            con.execute("ROLLBACK")
         raise
 
 

@@ -179,7 +179,8 @@ class Projector:
                 self._bulk = False
                 self.con.execute(f"PRAGMA cache_size={DEFAULT_CACHE}")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            if self.con.in_transaction:  # a failed COMMIT (a full disk) may have ended it already
+                self.con.execute("ROLLBACK")
             self.directory = self._load_directory()  # the in-memory state rolls back with the rows
             self._oids.clear()
             self._written_cases.clear()

@@ -7,6 +7,7 @@ at will: nothing in it is a record of its own. Personal fields stay ciphertext h
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -149,7 +150,41 @@ def connect(path: Path) -> sqlite3.Connection:
         con.execute(f"PRAGMA user_version={VERSION}")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        if con.in_transaction:  # a failed COMMIT (a full disk) may have ended it: keep its error
+            con.execute("ROLLBACK")
         raise
     return con
 
+
+
+def foreign_to(path: Path, hash_at: Callable[[int], str | None]) -> str | None:
+    """Why the read models at `path` were not folded from the log whose record hashes `hash_at`
+    gives (None past its head), or None when they were (or hold nothing yet, or are unreadable:
+    `connect` says so). A log restored from a backup, or deleted and started afresh, leaves read
+    models that stand at a position the log does not have, or at another record there: they
+    would answer for events that are not in the log and never fold the ones that are."""
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            row = con.execute("SELECT position, hash FROM tracking WHERE name='read-models'").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    if row is None or not row[0]:
+        return None
+    position, folded = int(row[0]), row[1]
+    found = hash_at(position)
+    if found is None:
+        return f"they stand at position {position}, past the log's head"
+    if folded is not None and found != folded:
+        return f"the log's record at position {position} is not the one they folded"
+    return None
+
+
+def remove(path: Path) -> None:
+    """The read models' file and its WAL and shared-memory files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)

@@ -69,9 +69,15 @@ def test_a_commit_the_log_does_not_answer_is_a_504_and_a_resend_is_safe(tmp_path
                                 timeout=30)
             assert answer.status_code == 504 and answer.json()["error"] == "timeout", answer.text
             assert "send the same request again" in answer.json()["detail"]
+            health = eng.get("/health").json()  # the commit still waits: /health says so
+            assert health["status"] == "degraded" and "has not answered a commit" in health["ingest"]["error"]
         finally:
             os.kill(writer, signal.SIGCONT)
         eng.wait_for_head(1)
+        deadline = time.time() + 10  # the answer is read a moment after the head moves
+        while eng.get("/health").json()["ingest"] != {"error": None}:
+            assert time.time() < deadline
+            time.sleep(0.05)
         again = httpx.post(eng.http + "/events", content=late, headers={"content-type": "application/json"})
         assert again.json() == {"accepted": 0, "duplicates": 1, "rejected": []}
         assert "did not answer within 2 s" in eng.log_tail(20_000)
