@@ -242,7 +242,8 @@ class NatsServer:
 
 
 def _quote(value: str) -> str:
-    return json.dumps(value)  # the NATS config format reads JSON strings
+    # The NATS config format reads JSON strings, but not their \u escapes: other characters as they are.
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _read_ports(ports_file: Path) -> tuple[int, str | None] | None:

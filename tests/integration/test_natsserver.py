@@ -77,6 +77,16 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
     assert server.pid is None
 
 
+def test_a_data_directory_named_in_any_script_and_with_spaces_works(tmp_path: Path) -> None:
+    """The config holds the store's path as a quoted string; nats-server reads no \\u escapes."""
+    server = NatsServer(tmp_path / "données clients 客户" / "nats", port=0)
+    server.start()
+    try:
+        assert server.port > 0 and (tmp_path / "données clients 客户" / "nats").is_dir()
+    finally:
+        server.stop()
+
+
 def test_stale_pid_file_of_a_killed_server_is_handled(nats_server: NatsServer) -> None:
     killed = nats_server.pid
     nats_server.kill()
