@@ -441,12 +441,13 @@ def _input(name: str) -> Iterator[BinaryIO]:
         yield sys.stdin.buffer
         return
     try:
-        with open(name, "rb") as stream:
-            yield stream
+        stream = open(name, "rb")  # noqa: SIM115 - closed below; only opening it is the user's mistake
     except FileNotFoundError:
         raise UsageError(f"{name}: no such file") from None
     except OSError as e:
         raise UsageError(f"cannot read {name}: {e.strerror}") from e
+    with stream:  # what fails while it is in use (a publish timing out: an OSError too) is not about the file
+        yield stream
 
 
 @contextlib.contextmanager

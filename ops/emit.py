@@ -77,6 +77,7 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
     /rejects."""
     import nats
     from nats.errors import NoServersError
+    from nats.js.errors import APIError, NoStreamResponseError
 
     errors: list[Exception] = []
 
@@ -103,6 +104,15 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
                 counts["deduplicated by JetStream" if ack.duplicate else "published"] += 1
             sent += len(window)
             progress(sent)
+    except NoStreamResponseError:
+        raise UsageError(f"no JetStream stream at {shown} takes {subject}: is it the NATS server of `engage up` "
+                         "(which creates the stream), and is the subject under touchpoints.?") from None
+    except TimeoutError:  # nats-py's timeout is one too
+        raise UsageError(f"JetStream at {shown} did not acknowledge a publish within 5 s (a full disk, or a stream "
+                         "at its limits?): see its log; sending the same file again is safe") from None
+    except APIError as e:
+        raise UsageError(f"JetStream at {shown} refused a publish: {e.description or e}; sending the same file "
+                         "again is safe") from None
     finally:
         await nc.close()
     return counts

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from engine.log import Log
+from engine.natsserver import NatsServer
 from ops.bench.ports import free_port
 from tests.integration.engine_process import ENGAGE, EngineProcess, port_open
 from tests.samples import ev
@@ -577,3 +578,10 @@ def test_the_http_socket_answers_without_waiting_for_delayed_acks() -> None:
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         sock.close()
+
+
+def test_emit_to_a_nats_server_without_the_stream_says_so(nats_server: NatsServer, tmp_path: Path) -> None:
+    """A NATS server that is not the engine's (no stream takes touchpoints.>): one line, not a traceback."""
+    r = cli("emit", "-", "--nats", nats_server.url, cwd=tmp_path,
+            stdin=ndjson(ev("stray", "idea.voted", {"idea": "i"})))
+    one_line_error(r, "no JetStream stream", "touchpoints.emit")
