@@ -43,6 +43,7 @@ from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_k
 from engine.chain import ZERO_HASH, seal_encoded
 from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text, key_id_of
 from engine.received import Received
+from engine.settings import Damaged
 from engine.sql import IN_CHUNK, select_in
 
 LOG_ID = uuid.uuid5(uuid.NAMESPACE_URL, "urn:engage:log")
@@ -88,6 +89,27 @@ class LogError(Exception):
     """The log cannot be used as it is (a user-facing, one-line message)."""
 
 
+class LogDamaged(LogError, Damaged):
+    """The log's file is damaged (malformed pages, or no database at all): not a user's mistake,
+    and nothing the engine can mend. `engage verify` says where records stop verifying."""
+
+
+def damaged(error: BaseException) -> bool:
+    """Whether SQLite, somewhere down this error's causes, found the file damaged."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, sqlite3.DatabaseError) and cause.sqlite_errorcode in DAMAGED:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+# SQLite's answers for a file that is not a database, or one whose pages are garbage.
+DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
 # The recorder's table of events. Its rowid is the notification id, which this log keeps equal to
 # the position: replays copy it by rowid, and the read models' timelines join it by position.
 EVENTS_TABLE = "stored_events"
@@ -121,6 +143,8 @@ class _Pool(SQLiteConnectionPool):
 
 class _Datastore(SQLiteDatastore):
     def __init__(self, db_name: str, *, writer: bool) -> None:
+        if not writer:  # a reader's connection (each thread opens its own) never creates an empty log
+            db_name = Path(db_name).absolute().as_uri() + "?mode=rw"
         super().__init__(db_name, lock_timeout=LOCK_TIMEOUT)
         self.pool.close()
         self.pool = _Pool(db_name=db_name, cache_kib=CACHE_KIB if writer else None)
@@ -317,6 +341,8 @@ class Log:
         except LogError:
             raise
         except Exception as e:  # sqlite3's errors, or the library's wrappers of them
+            if damaged(e):
+                raise LogDamaged(f"the log at {path} is damaged ({e}): restore it from a backup") from e
             raise LogError(f"cannot open the log at {path}: {e}") from e
         self._keys = KeyRing()
         self._file = file_identity(path)

@@ -26,7 +26,7 @@ from engine import jetstream
 from engine.access import ENGINE_USER, Access
 from engine.datalock import DataLock
 from engine.ingest import Ingest
-from engine.log import Log, LogError
+from engine.log import DAMAGED, Log, LogError
 from engine.natsserver import NatsServer, NatsServerError
 from engine.received import Received
 from engine.settings import REPLAY_MARKER, Settings, UsageError, without_credentials
@@ -37,9 +37,6 @@ from projections.runner import RunnerProcess
 from projections.store import connect, foreign_to, remove
 
 log = logging.getLogger("engage.runtime")
-
-# SQLite's answers for a file that is not a database, or one whose pages are garbage.
-DAMAGED = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 class _Server(uvicorn.Server):

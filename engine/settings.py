@@ -15,6 +15,11 @@ DEFAULT_BATCH = 1024  # written by `engage replay` into the directory it builds
 COMMIT_TIMEOUT = 60.0
 
 
+class Damaged(Exception):
+    """A file the command needs is damaged: one line and exit 1 (what is checked is not right), not
+    a user's mistake and not a traceback."""
+
+
 class UsageError(Exception):
     """A user mistake: the CLI prints the message as one line and exits 2."""
 

@@ -11,9 +11,9 @@ from typing import IO, Any
 import msgspec
 
 from commands.touchpoints import PERSONAL_FIELDS
-from engine.chain import Verified, verify_chain
+from engine.chain import ZERO_HASH, Broken, Verified, verify_chain
 from engine.keys import decrypt_text, key_id_of
-from engine.log import Log, LogError
+from engine.log import Log, LogDamaged, LogError, damaged
 from engine.settings import UsageError
 
 LOG_FILE = "log.sqlite"
@@ -26,17 +26,40 @@ def open_log(data: Path) -> Log:
         raise UsageError(f"no log at {path}: is --data the directory `engage up` uses?")
     try:
         return Log(path, create=False)
+    except LogDamaged:
+        raise  # not the user's mistake: the file
     except LogError as e:
         raise UsageError(str(e)) from e
 
 
 def verify_data(data: Path, progress: Callable[[int], None] = lambda n: None, *,
                 reaching: str | None = None) -> Verified:
-    log = open_log(data)
+    """The chain as the data directory's log holds it. A damaged file is a break too: at the
+    first record that cannot be read."""
     try:
-        return verify_chain(_counted(log.iter_records(), progress), reaching)
+        log = open_log(data)
+    except LogDamaged as e:
+        return Verified(0, ZERO_HASH, Broken(1, str(e)))
+    try:
+        damage: list[Exception] = []
+        checked = verify_chain(_counted(_readable(log.iter_records(), damage), progress), reaching)
+        if damage and (checked.broken is None or checked.broken.position > checked.records):
+            return Verified(checked.records, checked.head_hash, Broken(
+                checked.records + 1, f"records from here on cannot be read: the log file is damaged ({damage[0]}); "
+                                     "restore it from a backup"))
+        return checked
     finally:
         log.close()
+
+
+def _readable(records: Iterator[bytes], damage: list[Exception]) -> Iterator[bytes]:
+    """The records up to the first that the damaged file does not give; that error into `damage`."""
+    try:
+        yield from records
+    except Exception as e:
+        if not damaged(e):
+            raise
+        damage.append(e)
 
 
 def verify_file(path: Path, progress: Callable[[int], None] = lambda n: None, *,
@@ -56,10 +79,16 @@ def export(data: Path, out: IO[bytes], *, decrypt: bool = False,
     try:
         with log.snapshot() as snapshot:  # records and keys of one instant (see Log.snapshot)
             count = 0
-            for count, line in enumerate(snapshot.iter_records(), start=1):
-                out.write(with_personal(line, snapshot.key) if decrypt else line)
-                out.write(b"\n")
-                progress(count)
+            try:
+                for count, line in enumerate(snapshot.iter_records(), start=1):
+                    out.write(with_personal(line, snapshot.key) if decrypt else line)
+                    out.write(b"\n")
+                    progress(count)
+            except Exception as e:
+                if not damaged(e):
+                    raise
+                raise LogDamaged(f"the log file is damaged after record {count} ({e}): restore it from a backup; "
+                                 f"engage verify --data {data} says where") from e
             return count
     finally:
         log.close()

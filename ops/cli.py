@@ -24,6 +24,7 @@ from commands.instants import parse_instant
 from engine.settings import (
     COMMIT_TIMEOUT,
     DEFAULT_BATCH,
+    Damaged,
     Settings,
     UsageError,
     parse_listen,
@@ -52,7 +53,7 @@ EPILOG = """examples:
 
 exit codes:
   0    done
-  1    the thing checked is not right (verify found a break), or `up` stopped on an error
+  1    the thing checked is not right (verify found a break, a file is damaged), or `up` stopped on an error
   2    a user mistake (bad flag, missing or unwritable directory, port in use): one line says what to do
   130  interrupted (Ctrl-C)
 
@@ -240,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UsageError as e:
         print(f"engage {args.command}: {e}", file=sys.stderr)
         code = 2
+    except Damaged as e:  # the file, not the user: what is checked is not right
+        print(f"engage {args.command}: {e}", file=sys.stderr)
+        code = 1
     except PermissionError as e:
         denied = (e.strerror or "permission denied").lower()
         print(f"engage {args.command}: {denied}: {e.filename}: run it as the user that owns the data directory, "

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from engine.log import Log
+from engine.log import EVENTS_TABLE, Log
 from engine.natsserver import NatsServer
+from engine.received import Received
 from ops.bench.ports import free_port
 from tests.integration.engine_process import ENGAGE, EngineProcess, port_open
 from tests.samples import ev
@@ -196,8 +200,13 @@ def test_audit_tools_refuse_a_log_that_is_not_sqlite(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "log.sqlite").write_bytes(b"this is not an SQLite database\n" * 100)
-    one_line_error(cli("verify", "--data", str(data), cwd=tmp_path), str(data))
-    one_line_error(cli("export", "--data", str(data), cwd=tmp_path), str(data))
+    # Not the user's mistake (exit 2) but the thing checked that is not right (exit 1), in one line.
+    verified = cli("verify", "--data", str(data), cwd=tmp_path)
+    assert verified.returncode == 1 and verified.stderr == "", verified.stdout + verified.stderr
+    assert verified.stdout.startswith("broken at position 1:") and "file is not a database" in verified.stdout
+    exported = cli("export", "--data", str(data), cwd=tmp_path)
+    assert exported.returncode == 1 and exported.stdout == "", exported.stdout + exported.stderr
+    assert len(exported.stderr.splitlines()) == 1 and str(data) in exported.stderr
 
 
 def test_second_engine_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
@@ -585,3 +594,35 @@ def test_emit_to_a_nats_server_without_the_stream_says_so(nats_server: NatsServe
     r = cli("emit", "-", "--nats", nats_server.url, cwd=tmp_path,
             stdin=ndjson(ev("stray", "idea.voted", {"idea": "i"})))
     one_line_error(r, "no JetStream stream", "touchpoints.emit")
+
+
+def damage_page(path: Path, page: int) -> None:
+    """Overwrite the header of one page of an SQLite file (what a bad disk block looks like)."""
+    size = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
+    with path.open("r+b") as f:
+        f.seek(size * (page - 1) + (100 if page == 1 else 0))
+        f.write(b"\xff" * 8)
+
+
+def test_a_damaged_log_file_is_a_break_for_verify_and_one_line_for_export(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    log = Log(data / "log.sqlite")
+    log.commit([Received(ev(n, "idea.voted", {"idea": "i"}), "http", datetime.now(UTC)) for n in range(500)])
+    log.close()
+    con = sqlite3.connect(data / "log.sqlite")
+    (root,) = con.execute("SELECT rootpage FROM sqlite_schema WHERE name=?", (EVENTS_TABLE,)).fetchone()
+    (first_leaf,) = con.execute("SELECT pageno FROM dbstat WHERE name=? AND pagetype='leaf' ORDER BY path LIMIT 1",
+                                (EVENTS_TABLE,)).fetchone()
+    con.close()
+    for page, where in ((first_leaf, "records from here on cannot be read"), (root, "is damaged"),
+                        (1, "is damaged")):
+        copy = tmp_path / f"page-{page}"
+        shutil.copytree(data, copy)
+        damage_page(copy / "log.sqlite", page)
+        verified = cli("verify", "--data", str(copy), cwd=tmp_path)
+        assert verified.returncode == 1 and "Traceback" not in verified.stderr, verified.stdout + verified.stderr
+        assert verified.stdout.startswith("broken at position 1: ") and where in verified.stdout, verified.stdout
+        exported = cli("export", "--data", str(copy), "-o", str(tmp_path / "out.jsonl"), cwd=tmp_path)
+        assert exported.returncode == 1 and "Traceback" not in exported.stderr, exported.stderr
+        assert len(exported.stderr.strip().splitlines()) == 1 and "damaged" in exported.stderr, exported.stderr
+        assert not (tmp_path / "out.jsonl").exists()  # no half export

@@ -164,7 +164,7 @@ def test_a_batch_sent_behind_one_the_writer_never_answered_fails_too(
 
 def test_a_log_the_writer_cannot_open_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-db").write_bytes(b"this is not an SQLite file" * 100)
-    with pytest.raises(LogError, match="cannot open the log"):
+    with pytest.raises(LogError, match=r"is damaged \(file is not a database\)"):
         WriterProcess(tmp_path / "not-a-db").start()
 
 
