@@ -31,6 +31,7 @@ from typing import IO
 import msgspec
 
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
+from engine import logs
 from engine.children import die_with_parent
 from engine.frames import read_frame, write_frame
 from engine.log import Head, Log, LogError, file_identity
@@ -257,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     # The engine decides when to stop: Ctrl-C on a terminal reaches the whole process group, and
     # the writer must finish the batch in hand and leave on end of input, not on SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(sys.stderr)  # as the engine's own lines: JSON Lines unless stderr is a terminal
     # Frames only on the real stdout: anything printed by accident goes to stderr instead.
     outgoing = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -321,7 +321,7 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         request_max_body_size=MAX_BODY,
         exception_handlers={HTTPException: http_problem, Exception: internal_problem},
         openapi_config=OpenAPIConfig(title="engage", version="1"),
-        logging_config=None,  # the CLI configures logging (ops/logs.py); Litestar's default would replace it
+        logging_config=None,  # the CLI configures logging (engine/logs.py); Litestar's default would replace it
         debug=False,
     )
     document(app.openapi_schema)

@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _configure_logging() -> None:
-    from ops import logs
+    from engine import logs
 
     logs.configure(sys.stderr)
 

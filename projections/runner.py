@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine import logs
 from engine.children import die_with_parent
 from projections.projector import NAME, PAGE, Projector
 
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--read", type=Path, required=True)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(sys.stderr)  # as the engine's own lines: JSON Lines unless stderr is a terminal
     source = Log(args.log, create=False)
     runner = Runner(source.records, args.read)
     for sig in (signal.SIGTERM, signal.SIGINT):

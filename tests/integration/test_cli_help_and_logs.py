@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.logs import JsonFormatter
 from ops.cli import COMMANDS
-from ops.logs import JsonFormatter
 from tests.integration.engine_process import EngineProcess, engage
 
 

@@ -4,6 +4,7 @@ engine runs. Read models are derived data and are folded again; nothing is ackno
 not in the log."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -93,5 +94,10 @@ def test_a_log_deleted_under_a_running_engine_commits_nothing_more(tmp_path: Pat
         assert health["status"] == "degraded", health
         assert "deleted or replaced" in health["ingest"]["error"], health
         assert not (data / "log.sqlite").exists()  # no new log in its place
+        # The writer's own report of it is a JSON line like the engine's (a log shipper reads one format).
+        lines = [line for line in engine.log_tail(50_000).splitlines()  # but what `up` prints where it listens
+                 if line.strip() and not line.startswith(("engage up:", "  "))]
+        assert any("commit failed" in line for line in lines), lines
+        assert all(isinstance(json.loads(line), dict) for line in lines), lines
     finally:
         engine.kill()
