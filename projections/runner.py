@@ -144,6 +144,8 @@ class RunnerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._exited: str | None = None
         self._restarted_at = 0
+        self._known = 0  # the last position read
+        self._unreadable: str | None = None  # why the read models' file could not be read, the last time
 
     @property
     def error(self) -> str | None:
@@ -151,7 +153,11 @@ class RunnerProcess:
         (a page it cannot fold), else that it exited and was started again."""
         with contextlib.suppress(FileNotFoundError):
             return status_file(self._path).read_text(encoding="utf-8")
-        if self._exited is not None and self.position > self._restarted_at:
+        position = self.position
+        if self._unreadable is not None:  # deleted, emptied or damaged under the engine
+            return (f"the read models in {self._path} cannot be read ({self._unreadable}): restart the engine, "
+                    "which folds them again from the log")
+        if self._exited is not None and position > self._restarted_at:
             self._exited = None  # the runner started again folds: nothing is wrong any more
         return self._exited
 
@@ -174,15 +180,20 @@ class RunnerProcess:
 
     @property
     def position(self) -> int:
+        """The tracking position; the last one read while the file cannot be read (see `error`)."""
         try:
             con = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=5)
             try:
                 row = con.execute("SELECT position FROM tracking WHERE name=?", (NAME,)).fetchone()
             finally:
                 con.close()
-        except sqlite3.Error:
-            return 0
-        return int(row[0]) if row else 0
+        except sqlite3.Error as e:
+            if "locked" not in str(e):  # busy for a moment is not broken
+                self._unreadable = str(e)
+            return self._known
+        self._unreadable = None
+        self._known = int(row[0]) if row else 0
+        return self._known
 
     def stop(self, timeout: float = 30) -> None:
         proc, self._proc = self._proc, None

@@ -101,3 +101,27 @@ def test_a_log_deleted_under_a_running_engine_commits_nothing_more(tmp_path: Pat
         assert all(isinstance(json.loads(line), dict) for line in lines), lines
     finally:
         engine.kill()
+
+
+def test_read_models_removed_under_a_running_engine_are_reported(tmp_path: Path) -> None:
+    """/health said ok, at position 0, while every read answered 500."""
+    data = tmp_path / "data"
+    engine = EngineProcess(data).start()
+    try:
+        engine.send(*votes("gail"))
+        position = engine.caught_up()["position"]
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{data / 'read.sqlite'}{suffix}").unlink(missing_ok=True)
+        health = engine.get("/health").json()
+        assert health["status"] == "degraded", health
+        models = health["projections"]["read-models"]
+        assert models["position"] == position and "cannot be read" in models["error"], health
+        assert "restart the engine" in models["error"]
+    finally:
+        assert engine.stop() == 0
+    engine = EngineProcess(data).start()  # and a restart folds them again
+    try:
+        engine.caught_up()
+        assert engine.get("/customers/gail-1").status_code == 200
+    finally:
+        assert engine.stop() == 0
