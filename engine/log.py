@@ -142,9 +142,9 @@ class _Pool(SQLiteConnectionPool):
 
 
 class _Datastore(SQLiteDatastore):
-    def __init__(self, db_name: str, *, writer: bool) -> None:
+    def __init__(self, db_name: str, *, writer: bool, immutable: bool = False) -> None:
         if not writer:  # a reader's connection (each thread opens its own) never creates an empty log
-            db_name = Path(db_name).absolute().as_uri() + "?mode=rw"
+            db_name = Path(db_name).absolute().as_uri() + ("?immutable=1" if immutable else "?mode=rw")
         super().__init__(db_name, lock_timeout=LOCK_TIMEOUT)
         self.pool.close()
         self.pool = _Pool(db_name=db_name, cache_kib=CACHE_KIB if writer else None)
@@ -166,6 +166,20 @@ class LogRecorder(SQLiteApplicationRecorder):
 
 def _hex(originator_id: uuid.UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, uuid.UUID) else originator_id
+
+
+def on_read_only_media(path: Path) -> bool:
+    """A database file in a directory nothing may write (a read-only mount, an immutable directory:
+    an auditor's archive), with no WAL to replay: read in SQLite's immutable mode, since WAL
+    readers need a shared-memory file they cannot make there. That mode skips the WAL, so a log
+    with one (not stopped cleanly) is not read so."""
+    wal = Path(f"{path}-wal")
+    return path.is_file() and not os.access(path.parent, os.W_OK) and not (wal.exists() and wal.stat().st_size > 0)
+
+
+def read_only_uri(path: Path) -> str:
+    """The URI a reader opens a database file with, on read-only media too (see on_read_only_media)."""
+    return path.absolute().as_uri() + ("?immutable=1" if on_read_only_media(path) else "?mode=ro")
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:
@@ -326,13 +340,13 @@ class Log:
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self._datastore = _Datastore(str(path), writer=create)
-            self._recorder = LogRecorder(self._datastore, events_table_name=EVENTS_TABLE)
-            if create:
-                self._recorder.create_table()
-                self._upgrade_event_ids()
-                self._check_writable()
-            self._check_durability()
+            try:
+                self._open(create)
+            except Exception:
+                if create or not self._on_read_only_media():
+                    raise
+                self._datastore.close()  # a snapshot on read-only media: see on_read_only_media
+                self._open(create, immutable=True)
             self._head = self._read_head()
             if create:
                 # A writer that died between an erasure's commit and its checkpoint left the
@@ -355,6 +369,20 @@ class Log:
                            "more is committed; stop the engine and put the log back (or restore it from a backup)")
 
     # --- opening -------------------------------------------------------------------------------
+
+    def _open(self, create: bool, *, immutable: bool = False) -> None:
+        self._immutable = immutable
+        self._datastore = _Datastore(str(self.path), writer=create, immutable=immutable)
+        self._recorder = LogRecorder(self._datastore, events_table_name=EVENTS_TABLE)
+        if create:
+            self._recorder.create_table()
+            self._upgrade_event_ids()
+            self._check_writable()
+        if not immutable:  # a snapshot read as immutable is read only: no journal, nothing to make durable
+            self._check_durability()
+
+    def _on_read_only_media(self) -> bool:
+        return on_read_only_media(self.path)
 
     def _upgrade_event_ids(self) -> None:
         """A log of an earlier layout: event_ids gains `key_id`, read from each record's ciphertext
@@ -634,8 +662,7 @@ class Log:
         """The records and the keys as they stood at one instant, for an export that decrypts: one
         read transaction, so an erasure committed meanwhile is wholly in it (its customer's fields
         unreadable) or not at all. Read page by page, from any one thread at a time."""
-        con = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None,
-                              check_same_thread=False)
+        con = sqlite3.connect(read_only_uri(self.path), uri=True, isolation_level=None, check_same_thread=False)
         try:
             con.execute("BEGIN")
             con.execute("SELECT COUNT(*) FROM keys").fetchone()  # the snapshot starts at the first read

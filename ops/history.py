@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from commands.parsing import normalise_identity
 from commands.touchpoints import PERSONAL_FIELDS
 from engine.keys import decrypt_text, key_id_of
-from engine.log import EVENTS_TABLE
+from engine.log import EVENTS_TABLE, read_only_uri
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
 
@@ -46,11 +46,11 @@ def history(data: Path, key: str) -> History:
         read_path = data / READ_FILE
         if not read_path.is_file():
             raise UsageError(f"no read models at {read_path}: run engage rebuild --data {data}")
-        con = sqlite3.connect(read_path.absolute().as_uri() + "?mode=ro", uri=True)
+        con = sqlite3.connect(read_only_uri(read_path), uri=True)
         try:
             erased_at, oids = _origins(con, key, data)
             marks = ",".join("?" * len(oids))
-            con.execute("ATTACH DATABASE ? AS log", ((data / LOG_FILE).absolute().as_uri() + "?mode=ro",))
+            con.execute("ATTACH DATABASE ? AS log", (read_only_uri(data / LOG_FILE),))
             rows = con.execute(f"SELECT l.state FROM events e JOIN log.{EVENTS_TABLE} l ON l.rowid = e.position "
                                f"WHERE e.oid IN ({marks}) ORDER BY e.occurred_at, e.id", oids).fetchall()
             row = con.execute("SELECT position FROM tracking WHERE name='read-models'").fetchone()

@@ -22,7 +22,7 @@ from commands.instants import rfc3339
 from engine import readahead
 from engine.children import alive
 from engine.datalock import DataBusy, DataLock
-from engine.log import EVENTS_TABLE, SHREDDED, Log, LogError
+from engine.log import EVENTS_TABLE, SHREDDED, Log, LogError, read_only_uri
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
 from projections.projector import PAGE, Projector
@@ -266,7 +266,7 @@ def _copy_log(source: Path, target: Path, position: int, cutoff: datetime, read_
     con = sqlite3.connect(target.absolute().as_uri(), uri=True, isolation_level=None)
     try:
         con.create_function("sortable", 1, lambda text: sortable(datetime.fromisoformat(text)), deterministic=True)
-        con.execute("ATTACH DATABASE ? AS source", (source.absolute().as_uri() + "?mode=ro",))
+        con.execute("ATTACH DATABASE ? AS source", (read_only_uri(source),))
         con.execute("ATTACH DATABASE ? AS replayed", (str(read_models),))
         con.execute("BEGIN IMMEDIATE")
         # rowid is the notification id, which engine/log.py checks equals the position.

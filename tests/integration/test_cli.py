@@ -626,3 +626,32 @@ def test_a_damaged_log_file_is_a_break_for_verify_and_one_line_for_export(tmp_pa
         assert exported.returncode == 1 and "Traceback" not in exported.stderr, exported.stderr
         assert len(exported.stderr.strip().splitlines()) == 1 and "damaged" in exported.stderr, exported.stderr
         assert not (tmp_path / "out.jsonl").exists()  # no half export
+
+
+def test_a_snapshot_on_read_only_media_can_be_audited(tmp_path: Path) -> None:
+    """An auditor's archive (a read-only mount; here an immutable directory, chattr +i): WAL
+    readers need a shared-memory file they cannot make there, and every audit tool failed with
+    'unable to open database file'."""
+    data = tmp_path / "data"
+    log = Log(data / "log.sqlite")
+    log.commit([Received(ev(1, "customer.registered", {"name": "Ada"}, customer="c-ro"), "http", datetime.now(UTC)),
+                *(Received(ev(n, "idea.voted", {"idea": "i"}, customer="c-ro"), "http", datetime.now(UTC))
+                  for n in range(2, 6))])
+    log.close()
+    assert cli("rebuild", "--data", str(data), cwd=tmp_path).returncode == 0
+    subprocess.run(["chattr", "+i", str(data)], check=True)
+    try:
+        verified = cli("verify", "--data", str(data), cwd=tmp_path)
+        assert verified.returncode == 0 and verified.stdout.startswith("ok: 5 records"), verified.stderr
+        exported = cli("export", "--data", str(data), "--decrypt", cwd=tmp_path)
+        assert exported.returncode == 0, exported.stderr
+        assert [json.loads(line)["position"] for line in exported.stdout.splitlines()] == [1, 2, 3, 4, 5]
+        assert json.loads(exported.stdout.splitlines()[0])["personal"] == {"name": "Ada"}
+        history = cli("history", "c-ro", "--data", str(data), "--json", cwd=tmp_path)
+        assert history.returncode == 0 and "Ada" in history.stdout, history.stderr
+        replayed = cli("replay", "--data", str(data), "--to-position", "3", "--into", str(tmp_path / "at-3"),
+                       cwd=tmp_path)
+        assert replayed.returncode == 0, replayed.stderr
+    finally:
+        subprocess.run(["chattr", "-i", str(data)], check=True)
+    assert cli("verify", "--data", str(tmp_path / "at-3"), cwd=tmp_path).stdout.startswith("ok: 3 records")
