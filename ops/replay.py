@@ -26,6 +26,7 @@ from engine.log import EVENTS_TABLE, SHREDDED, Log, LogError, read_only_uri
 from engine.settings import REPLAY_MARKER, UsageError
 from ops.audit import LOG_FILE, open_log
 from projections.projector import PAGE, Projector
+from projections.runner import status_file
 from projections.store import VERSION, instant, sortable
 
 READ_FILE = "read.sqlite"
@@ -69,6 +70,7 @@ def rebuild(data: Path, progress: Progress = lambda n: None) -> int:
             finally:
                 projector.close()
             _install(partial, target)
+            status_file(target).unlink(missing_ok=True)  # what a stuck runner said is about the old file
             return position
     finally:
         log.close()

@@ -166,9 +166,11 @@ def test_a_rebuild_replaces_damaged_read_models(live: Live, tmp_path: Path) -> N
     expected = dump(data / "read.sqlite")
     (data / "read.sqlite").write_bytes(b"not a database at all")
     (data / "read.sqlite-wal").write_bytes(b"stale")
+    (data / "read.sqlite.error").write_text("the read models are stuck at position 3: malformed")  # a stuck runner's
     ok(engage("rebuild", "--data", str(data)))
     assert dump(data / "read.sqlite") == expected
     assert not (data / "read.sqlite-wal").exists() or (data / "read.sqlite-wal").stat().st_size == 0
+    assert not (data / "read.sqlite.error").exists()  # about the file the rebuild replaced
 
 
 def test_rebuild_is_refused_while_an_engine_runs(tmp_path: Path) -> None:
