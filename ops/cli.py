@@ -251,10 +251,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except Exception as e:
+        if not _disk_full(e):
+            raise
+        print(f"engage {args.command}: the disk is full ({e}): free some space and run it again (it carries on "
+              "or starts over; nothing half-written is taken for whole)", file=sys.stderr)
+        code = 1
     except BrokenPipeError:  # `engage export | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
     sys.exit(code)
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether a full disk (or quota) is the cause: SQLite's SQLITE_FULL or the system's ENOSPC."""
+    import errno
+    import sqlite3
+
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _configure_logging() -> None:
