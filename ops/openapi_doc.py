@@ -70,8 +70,9 @@ _ERROR = Schema(type=OpenAPIType.OBJECT, required=["error", "detail"], propertie
 # has the error shape above.
 _NOT_FOUND = Schema(type=OpenAPIType.OBJECT, required=["error"], properties={
     "error": Schema(type=OpenAPIType.STRING, description="not_found; erased (SPEC §6); linked: an anonymous profile "
-                    "now part of `customer`"),
-    "customer": Schema(type=OpenAPIType.STRING, description="the customer a linked identity belongs to (linked)"),
+                    "now part of `customer`; moved (308): `customer` is the key as the engine writes it"),
+    "customer": Schema(type=OpenAPIType.STRING, description="the customer a linked identity belongs to (linked), "
+                       "or the normalised key (moved)"),
     "detail": Schema(type=OpenAPIType.STRING, description="what is wrong (a route that does not exist)")})
 _ANSWER = Schema(type=OpenAPIType.OBJECT, description="the answer SPEC §7 gives for this call")
 # What the routes answer besides JSON: Litestar describes every body it cannot see as a string.
@@ -100,6 +101,10 @@ def _describe_answers(path: str, method: str, operation: Any) -> None:
     errors = _INGEST_ERRORS if (path, method) == ("/events", "post") else _ERRORS
     for code, description in errors.items():
         operation.responses[code] = _media(description, "application/json", _NOT_FOUND if code == "404" else _ERROR)
+    if path == "/customers/{rest}":
+        operation.responses["308"] = _media(
+            "an identity key not written as the engine writes it (`~Twitter:@Alice`): Location names it "
+            "(`~twitter:alice`)", "application/json", _NOT_FOUND)
     if (path, method) == ("/events", "post"):
         body = Schema(type=OpenAPIType.STRING, description="touchpoint events, SPEC §1")
         operation.request_body = RequestBody(required=True, content={

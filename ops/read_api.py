@@ -11,13 +11,14 @@ import base64
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import msgspec
 from litestar import MediaType, Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
 from commands.instants import TIMESTAMP, OutOfRange, parse_instant, rfc3339
+from commands.parsing import normalise_identity
 from engine.access import PERSONAL
 from ops.access_http import role_of
 from projections.reads import EARLIEST_AS_OF, LATEST_AS_OF, NotFound, Reads
@@ -61,6 +62,30 @@ def parse_limit(value: str | None) -> int:
     if not is_whole(value) or not 1 <= int(value) <= 1000:
         raise BadParameter("limit", f"{value!r} is not a whole number from 1 to 1000")
     return int(value)
+
+
+def canonical_identity(key: str) -> str | None:
+    """The anonymous profile key as the engine writes it (SPEC §1, §3: the channel lower-cased,
+    one leading @ stripped, the handle case-folded), or None when `key` is no identity key."""
+    channel, sep, handle = key.removeprefix("~").partition(":")
+    if not key.startswith("~") or not sep:
+        return None
+    channel, handle = normalise_identity(channel, handle)
+    return f"~{channel}:{handle}" if handle else None
+
+
+def _not_found(request: Request[Any, Any, Any], key: str, view: str | None, missing: NotFound) -> Response[bytes]:
+    """404 as SPEC §7 says; but an identity key written as a person would (`~Twitter:@Alice`) is
+    redirected (308) to the key the engine knows it by (`~twitter:alice`), whatever is there. Only
+    when the key as given names nothing: `~twitter:@bob` is the profile of the handle `@@bob`."""
+    canonical = canonical_identity(key)
+    if missing.body != {"error": "not_found"} or canonical is None or canonical == key:
+        return json_response(missing.body, 404)
+    location = "/customers/" + quote(canonical, safe="") + (f"/{view}" if view else "")
+    if request.url.query:
+        location += "?" + request.url.query
+    return Response(msgspec.json.encode({"error": "moved", "customer": canonical}), status_code=308,
+                    media_type=MediaType.JSON, headers={"location": location})
 
 
 def is_whole(value: str) -> bool:
@@ -182,11 +207,11 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
             found = await reads.timeline(key, moment, before=(before[0], before[1]) if before else None, limit=limit,
                                          reveal=reveal(request))
             if isinstance(found, NotFound):
-                return json_response(found.body, 404)
+                return _not_found(request, key, view, found)
             items, last = found
             return page(items, None if last is None else encode_cursor("timeline", *last))
         if isinstance(answer, NotFound):
-            return json_response(answer.body, 404)
+            return _not_found(request, key, view, answer)
         return json_response(answer)
 
     @get("/cases", summary="The cases, filterable by state, priority, agent, team, breached (SPEC §7)")

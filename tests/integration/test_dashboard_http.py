@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -97,3 +98,24 @@ def test_a_method_not_allowed_names_the_allowed_ones(engine: EngineProcess) -> N
     assert "PUT /health is not allowed" in refused.json()["detail"] and "GET" in refused.json()["detail"]
     events = httpx.get(engine.http + "/events")
     assert events.status_code == 405 and "POST" in events.headers["allow"].split(", ")
+
+
+def test_an_identity_key_written_as_a_person_would_is_redirected_to_the_engines(engine: EngineProcess) -> None:
+    """`~Twitter:@Alice` names the profile the engine keeps as `~twitter:alice` (SPEC §1, §3)."""
+    engine.send(ev("redirect-1", "idea.voted", {"idea": "i"}, identity={"channel": "twitter", "handle": "Zoë"}),
+                ev("redirect-2", "idea.voted", {"idea": "i"}, identity={"channel": "twitter", "handle": "@@bob"}))
+    engine.caught_up()
+    moved = httpx.get(engine.http + "/customers/" + quote("~Twitter:@ZOË", safe="") + "/timeline?limit=1")
+    assert moved.status_code == 308, moved.text
+    assert moved.headers["location"] == "/customers/" + quote("~twitter:zoë", safe="") + "/timeline?limit=1"
+    assert moved.json() == {"error": "moved", "customer": "~twitter:zoë"}
+    followed = httpx.get(engine.http + "/customers/" + quote("~Twitter:@ZOË", safe=""), follow_redirects=True)
+    assert followed.status_code == 200 and followed.json()["customer"] == "~twitter:zoë"
+    # A key that names a profile as it is given is that profile: `@@bob` keeps one @.
+    exact = httpx.get(engine.http + "/customers/" + quote("~twitter:@bob", safe=""))
+    assert exact.json()["customer"] == "~twitter:@bob"
+    assert httpx.get(engine.http + "/customers/" + quote("~twitter:@@bob", safe="")).headers["location"] == (
+        "/customers/" + quote("~twitter:@bob", safe=""))
+    # Customer keys and identity keys already as the engine writes them: 404 as SPEC §7 says.
+    assert httpx.get(engine.http + "/customers/C-Nobody").json() == {"error": "not_found"}
+    assert httpx.get(engine.http + "/customers/" + quote("~twitter:nobody", safe="")).status_code == 404
