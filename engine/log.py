@@ -100,7 +100,7 @@ def damaged(error: BaseException) -> bool:
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
         seen.add(id(cause))
-        if isinstance(cause, sqlite3.DatabaseError) and cause.sqlite_errorcode in DAMAGED:
+        if isinstance(cause, sqlite3.DatabaseError) and getattr(cause, "sqlite_errorcode", None) in DAMAGED:
             return True
         cause = cause.__cause__ or cause.__context__
     return False

@@ -106,7 +106,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
         try:
             connect(settings.read_path).close()  # the schema, once, before the runner and the readers open it
         except sqlite3.DatabaseError as e:
-            if e.sqlite_errorcode not in DAMAGED:
+            if getattr(e, "sqlite_errorcode", None) not in DAMAGED:
                 raise
             log.warning("the read models in %s are damaged (%s): folding them again", settings.read_path, e)
             remove(settings.read_path)
