@@ -251,15 +251,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 2
     except KeyboardInterrupt:
         code = 130
-    except Exception as e:
+    except BrokenPipeError:  # `engage export | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    except Exception as e:  # last: the clauses above come first
         if not _disk_full(e):
             raise
         print(f"engage {args.command}: the disk is full ({e}): free some space and run it again (it carries on "
               "or starts over; nothing half-written is taken for whole)", file=sys.stderr)
         code = 1
-    except BrokenPipeError:  # `engage export | head`: the reader left, nothing is wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 0
     sys.exit(code)
 
 

@@ -655,3 +655,23 @@ def test_a_snapshot_on_read_only_media_can_be_audited(tmp_path: Path) -> None:
     finally:
         subprocess.run(["chattr", "-i", str(data)], check=True)
     assert cli("verify", "--data", str(tmp_path / "at-3"), cwd=tmp_path).stdout.startswith("ok: 3 records")
+
+
+@pytest.mark.parametrize("command", [("export",), ("history", "c-pipe", "--json")])
+def test_a_reader_that_leaves_early_ends_the_output_quietly(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """`engage export | head -1`: more output than a pipe holds, and the reader goes after a line."""
+    data = tmp_path / "data"
+    log = Log(data / "log.sqlite")
+    log.commit([Received(ev(n, "comment.posted", {"thread": "t", "text": "x" * 200}, customer="c-pipe"), "http",
+                         datetime.now(UTC)) for n in range(1000)])
+    log.close()
+    assert cli("rebuild", "--data", str(data), cwd=tmp_path).returncode == 0
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
+    proc = subprocess.Popen([*ENGAGE, *command, "--data", str(data)], cwd=tmp_path, env=clean,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["position"] in (1, 1000)
+    proc.stdout.close()  # the reader leaves
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
