@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import TextIO
 
 # The attributes every LogRecord has; anything else was passed with `extra=` and is a field.
@@ -43,3 +45,17 @@ def configure(stream: TextIO | None = None, *, level: int = logging.INFO) -> Non
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise for `emit`
+    # What nobody caught ends a process (or a thread) as one entry too, not as a bare traceback.
+    sys.excepthook = _log_uncaught
+    sys.unraisablehook = lambda hook: logging.getLogger("engage").error(
+        "%s: %s", hook.err_msg or "exception ignored", hook.object, exc_info=(
+            hook.exc_type, hook.exc_value or hook.exc_type(), hook.exc_traceback))
+    threading.excepthook = lambda hook: _log_uncaught(hook.exc_type, hook.exc_value or hook.exc_type(),
+                                                     hook.exc_traceback)
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, trace)
+        return
+    logging.getLogger("engage").critical("uncaught: %s", error, exc_info=(kind, error, trace))
