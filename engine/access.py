@@ -98,7 +98,9 @@ class Access:
 
     def nats_authorization(self) -> list[str]:
         """The `authorization` block of nats-server.conf: the engine may do anything; producers and
-        admins may publish touchpoints (and receive JetStream's acks); nobody else may connect."""
+        admins may publish touchpoints (and receive JetStream's acks on `_INBOX.>`, which is not
+        where the engine's consumer receives the touchpoints: see jetstream.ENGINE_INBOX); nobody
+        else may connect."""
         users = [f"    {{user: {_q(ENGINE_USER)}, password: {_q(self.engine_password)}}}"]
         for h in self.holders:
             if h.role in PUBLISH:

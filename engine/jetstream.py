@@ -54,6 +54,12 @@ log = logging.getLogger("engage.nats")
 REPEAT_EVERY = 30.0
 
 
+# The engine's replies and deliveries: JetStream sends every message it hands the consumer to an
+# inbox, and the default `_INBOX.` is where producers may subscribe (for their publish acks), so
+# any producer could read every touchpoint. Producers may not subscribe under this prefix.
+ENGINE_INBOX = "_ENGAGE_ENGINE"
+
+
 async def connect(url: str, *, name: str = "engage") -> Client:
     """A connection that reconnects forever: nats-py's default gives up after 60 attempts (~2 min),
     and an engine whose NATS restarts must carry on, not stall with a closed connection. `url`
@@ -84,6 +90,7 @@ async def connect(url: str, *, name: str = "engage") -> Client:
     await client.connect(
         nats_servers(url),
         name=name,
+        inbox_prefix=ENGINE_INBOX,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         ping_interval=10,  # notice a silent server in ~30 s, not the default 4 minutes

@@ -2,6 +2,7 @@
 --auth`; personal fields for the roles allowed; NATS users and subject permissions."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from tests.integration.engine_process import EngineProcess, engage
@@ -180,6 +182,36 @@ async def test_nats_lets_only_producers_publish_touchpoints(engine: EngineProces
     while httpx.get(url, headers=bearer("reader")).json()["items"][0]["id"] != "e-n1":  # it was ingested
         assert time.time() < deadline
         time.sleep(0.1)
+
+
+async def test_a_producer_cannot_read_the_touchpoints_the_engine_consumes(engine: EngineProcess) -> None:
+    """JetStream hands every message to the consumer's inbox: under `_INBOX.>`, where producers
+    may subscribe for their acks, any producer read every other producer's touchpoints."""
+    producer = engine.nats.replace("nats://", f"nats://producer-app:{TOKENS['producer']}@")
+    seen: list[bytes] = []
+    spy = await nats.connect(producer, error_cb=_ignore)
+
+    async def spied(msg: Msg) -> None:
+        seen.append(msg.data)
+
+    await spy.subscribe("_INBOX.>", cb=spied)
+    await spy.flush()
+    admin = await nats.connect(engine.nats.replace("nats://", f"nats://admin-app:{TOKENS['admin']}@"),
+                               error_cb=_ignore)
+    secret = ev("spied-on", "customer.registered", {"name": "Victoria SECRETNAME"}, customer="c-spied")
+    await admin.jetstream().publish("touchpoints.crm", secret, headers={"Nats-Msg-Id": "e-spied-on"})
+    await admin.close()
+    deadline = time.time() + 30
+    while httpx.get(engine.http + "/customers/c-spied", headers=bearer("reader")).status_code != 200:
+        assert time.time() < deadline  # consumed by the engine meanwhile
+        await asyncio.sleep(0.1)
+    await spy.flush()
+    await spy.close()
+    assert not [data for data in seen if b"SECRETNAME" in data], seen
+
+
+async def _ignore(e: Exception) -> None:
+    pass
 
 
 def test_auth_files_with_mistakes_are_one_line(tmp_path: Path) -> None:
