@@ -30,6 +30,7 @@ from ops.access_http import AccessGuard
 from ops.audit import personal_reader, with_personal
 from ops.dashboard import dashboard_routes
 from ops.head_requests import HeadAsGet
+from ops.loopback_hosts import LoopbackHostsOnly
 from ops.metrics import metrics_surface
 from ops.openapi_doc import document
 from ops.read_api import (
@@ -325,4 +326,4 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         debug=False,
     )
     document(app.openapi_schema)
-    return HeadAsGet(app)
+    return HeadAsGet(app if access is not None else LoopbackHostsOnly(app))

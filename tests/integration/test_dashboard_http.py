@@ -119,3 +119,18 @@ def test_an_identity_key_written_as_a_person_would_is_redirected_to_the_engines(
     # Customer keys and identity keys already as the engine writes them: 404 as SPEC §7 says.
     assert httpx.get(engine.http + "/customers/C-Nobody").json() == {"error": "not_found"}
     assert httpx.get(engine.http + "/customers/" + quote("~twitter:nobody", safe="")).status_code == 404
+
+
+@pytest.mark.parametrize(("host", "answered"), [
+    ("attacker.example", 421), ("attacker.example:80", 421), ("127.0.0.1.nip.io", 421), ("LOCALHOST.", 200),
+    ("localhost", 200), ("127.0.0.1", 200), ("[::1]", 200)])
+def test_without_auth_only_requests_to_a_loopback_name_are_answered(engine: EngineProcess, host: str,
+                                                                   answered: int) -> None:
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 would reach every open route (a
+    decrypted export, an erasure) with its own name in Host."""
+    port = engine.http.rsplit(":", 1)[1]
+    for path in ("/audit/export?decrypt=true", "/health"):
+        r = httpx.get(engine.http + path, headers={"host": host if ":" in host.strip("[]") else f"{host}:{port}"})
+        assert r.status_code == answered, (host, path, r.text)
+        if answered == 421:
+            assert r.json()["error"] == "bad_host"
