@@ -238,11 +238,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.umask(0o077)
     try:
         code = COMMANDS[args.command](args)
-    except UsageError as e:
-        print(f"engage {args.command}: {e}", file=sys.stderr)
+    except UsageError as e:  # its words may quote data (a key a producer chose): no control sequences
+        print(f"engage {args.command}: {_printable(str(e))}", file=sys.stderr)
         code = 2
     except Damaged as e:  # the file, not the user: what is checked is not right
-        print(f"engage {args.command}: {e}", file=sys.stderr)
+        print(f"engage {args.command}: {_printable(str(e))}", file=sys.stderr)
         code = 1
     except PermissionError as e:
         denied = (e.strerror or "permission denied").lower()
@@ -568,7 +568,11 @@ def _inert(text: str) -> Text:
     sequences (ESC clears the screen or sets the window title): those are written out, `\x1b`."""
     from rich.text import Text
 
-    return Text(_CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text))
+    return Text(_printable(text))
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def _summary(value: object, width: int = 60) -> str:

@@ -36,7 +36,9 @@ class BadParameter(Exception):
 
 
 def json_response(body: Any, status: int = 200) -> Response[bytes]:
-    return Response(msgspec.json.encode(body), status_code=status, media_type=MediaType.JSON)
+    # Answers may hold personal data (timelines, for the roles that may read it): never cached.
+    return Response(msgspec.json.encode(body), status_code=status, media_type=MediaType.JSON,
+                    headers={"cache-control": "no-store"})
 
 
 def parse_as_of(value: str | None, clock: Callable[[], datetime]) -> datetime:

@@ -148,3 +148,14 @@ def test_on_a_terminal_customer_data_is_neither_markup_nor_control_sequences(tmp
     assert key in text and "[link=http://evil.example]click[/link]" in text
     assert "\x1b[2J" not in text and "\x1b]0;" not in text and "\x07" not in text
     assert "\\x1b[2Jcleared" in text  # written out
+
+
+def test_a_key_with_control_characters_is_written_out_in_an_error(tmp_path: Path) -> None:
+    """A producer chooses customer keys: one that sets the window title and clears the screen
+    reached the terminal through 'is linked to customer …'."""
+    hostile = "c-\x1b]0;PWNED\x07\x1b[2J"
+    project(tmp_path, [ev("h1", "idea.voted", {"idea": "i"}, identity={"channel": "twitter", "handle": "evil"}),
+                       ev("h2", "identity.linked", {"channel": "twitter", "handle": "evil"}, customer=hostile)])
+    r = engage("history", "~twitter:evil", "--data", str(tmp_path))
+    one_line_error(r, "is linked to customer", "\\x1b]0;PWNED\\x07")
+    assert "\x1b" not in r.stderr and "\x07" not in r.stderr

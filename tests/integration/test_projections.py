@@ -397,6 +397,7 @@ async def test_lists_explain_timeline_and_bad_parameters_over_http(tmp_path: Pat
             ("/customers/c-1", {"as_of": "2026-13-01T00:00:00Z"}, "as_of"), ("/stats", {"colour": "red"}, "colour"),
             ("/customers", {"limit": "²"}, "limit"), ("/cases", {"limit": "５"}, "limit"),  # isdigit() but not 0-9
             ("/rejects", {"cursor": base64.urlsafe_b64encode(b'["rejects","\xc2\xb2"]').decode()}, "cursor"),
+            ("/rejects", {"cursor": base64.urlsafe_b64encode(b'["rejects","9' + b"9" * 30 + b'"]').decode()}, "cursor"),
         ]:
             r = eng.get(path, **params)
             assert r.status_code == 400 and r.json()["parameter"] == name, (path, params, r.text)

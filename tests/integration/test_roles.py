@@ -118,7 +118,11 @@ def test_personal_fields_only_for_agent_and_admin(engine: EngineProcess) -> None
         items = json.loads(timeline(role))["items"]
         assert "Ada Lovelace" not in timeline(role)
         assert any(item["personal"] == ["email", "name"] for item in items)
-    decrypted = httpx.get(engine.http + "/audit/export?decrypt=true", headers=bearer("auditor")).text
+    decrypted_answer = httpx.get(engine.http + "/audit/export?decrypt=true", headers=bearer("auditor"))
+    decrypted = decrypted_answer.text
+    assert decrypted_answer.headers["cache-control"] == "no-store"  # personal data: no cache keeps it
+    assert httpx.get(engine.http + "/customers/c-1/timeline", headers=bearer("agent")).headers["cache-control"] == (
+        "no-store")
     plain = httpx.get(engine.http + "/audit/export", headers=bearer("auditor")).text
     assert "Ada Lovelace" in decrypted and "Ada Lovelace" not in plain
     head = httpx.get(engine.http + "/health").json()["log"]
