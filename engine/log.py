@@ -759,6 +759,23 @@ _CHANNEL = re.compile(rb'"channel"\s*:\s*' + _JSON_STRING)
 _HANDLE = re.compile(rb'"handle"\s*:\s*' + _JSON_STRING)
 
 
+def _string_of(raw: bytes) -> str | None:
+    try:
+        return msgspec.json.decode(raw, type=str)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+# `\u0063ustomer` is "customer" to a JSON reader: matched as such (but not an escaped quote or
+# backslash, which would end or escape a string the patterns read).
+_ESCAPED_ASCII = re.compile(rb"\\u00([2-7][0-9a-fA-F])")
+
+
+def _unescaped(match: re.Match[bytes]) -> bytes:
+    char = bytes([int(match.group(1), 16)])
+    return match.group(0) if char in (b'"', b"\\") else char
+
+
 def _named_in_broken(raw: bytes) -> str | None:
     """The profile an input that is not JSON (a trailing comma, a NaN, cut short) still plainly
     names, found by pattern: its raw bytes are kept encrypted under that profile's key and go with
@@ -773,6 +790,7 @@ def _named_in_broken(raw: bytes) -> str | None:
         except (msgspec.DecodeError, msgspec.ValidationError):
             return None
 
+    raw = _ESCAPED_ASCII.sub(_unescaped, raw)
     customer = string(_CUSTOMER, raw)
     if customer:
         return customer
@@ -786,12 +804,14 @@ def _named_in_broken(raw: bytes) -> str | None:
     return None
 
 
-def _whose(raw: bytes) -> tuple[str | None, str | None]:
-    """(the id, the profile key) a raw input names, if it can be read at all."""
+def _whose(raw: bytes, depth: int = 0) -> tuple[str | None, str | None]:
+    """(the id, the profile key) a raw input names, if it can be read at all. An event sent as a
+    JSON string of itself (encoded twice, a common producer bug) names whom its inside names."""
     try:
         sniffed = _sniff.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # skipping deep nesting recurses too
-        return None, _named_in_broken(raw)
+        inside = _string_of(raw) if depth < 3 else None
+        return (None, _whose(inside.encode("utf-8"), depth + 1)[1]) if inside else (None, _named_in_broken(raw))
     event_id = sniffed.id if isinstance(sniffed.id, str) else None
     if isinstance(sniffed.customer, str) and sniffed.customer:
         return event_id, sniffed.customer

@@ -292,20 +292,26 @@ def test_rejects_naming_an_erased_customer_are_shredded(log: Log) -> None:
 
 def test_an_input_that_is_not_json_but_names_a_customer_is_kept_encrypted_and_shredded(tmp_path: Path) -> None:
     log = Log(tmp_path / "log.sqlite")
+    twice = json.dumps(ev(6, "comment.posted", {"thread": "t", "text": "TWICE-CANARY"}).decode()).encode()
     broken = [ev(1, "comment.posted", {"thread": "t", "text": "TRAILING-CANARY"}).replace(b"}", b",}", 1),
               ev(2, "comment.posted", {"thread": "t", "text": "IDENTITY-CANARY"},
-                 identity={"channel": "Twitter", "handle": "@Ada"})[:-1]]  # cut short
+                 identity={"channel": "Twitter", "handle": "@Ada"})[:-1],  # cut short
+              twice,  # an event encoded twice: a JSON string of itself; then one broken inside
+              json.dumps(ev(8, "comment.posted", {"thread": "t", "text": "TWICE-CANARY"}).decode()[:-1]).encode(),
+              ev(7, "comment.posted", {"thread": "t", "text": "ESCAPED-CANARY"}).replace(
+                  b'"customer"', b'"\\u0063ustomer"').replace(b"}", b",}", 1)]  # an escaped key, broken
     outcomes = commit(log, ev(0, "idea.voted", {"idea": "i"}), *broken,
                       ev(3, "identity.linked", {"channel": "twitter", "handle": "ada"}))
-    assert [o.reason for o in outcomes[1:3]] == ["malformed", "malformed"]
-    first, second = log.rejects()
-    assert first.id is None and log.reject_raw(first.seq) == broken[0]  # readable while not erased
-    assert log.reject_raw(second.seq) == broken[1]
+    assert [o.reason for o in outcomes[1:6]] == ["malformed"] * 5
+    rejects = log.rejects()
+    assert rejects[0].id is None and log.reject_raw(rejects[0].seq) == broken[0]  # readable while not erased
+    assert [log.reject_raw(r.seq) for r in rejects] == broken
     log.close()
-    assert files_holding(tmp_path, [b"TRAILING-CANARY", b"IDENTITY-CANARY"]) == []  # encrypted on disk
+    canaries = [b"TRAILING-CANARY", b"IDENTITY-CANARY", b"TWICE-CANARY", b"ESCAPED-CANARY"]
+    assert files_holding(tmp_path, canaries) == []  # encrypted on disk
     log = Log(tmp_path / "log.sqlite")
     commit(log, ev(5, "customer.erased"))
-    assert log.reject_raw(first.seq) is None and log.reject_raw(second.seq) is None
+    assert [log.reject_raw(r.seq) for r in rejects] == [None] * 5
     log.close()
 
 
