@@ -130,10 +130,11 @@ def split_body(body: bytes, content_type: str) -> list[bytes]:
 
 
 def _compact_when_large(element: bytes) -> bytes:
-    """SPEC §1 measures an array element in its compact encoding; a short one needs no rewrite."""
+    """SPEC §1 measures an array element in its compact encoding; a short one needs no rewrite.
+    Reformatted as text, never decoded: 60 MB of `[{},{},…]` decoded took 1.6 GB."""
     if len(element) <= MAX_BYTES:
         return element
-    return msgspec.json.encode(msgspec.json.decode(element))
+    return msgspec.json.format(element, indent=-1)
 
 
 _id_only = msgspec.json.Decoder(dict[str, Any])
