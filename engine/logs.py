@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TextIO
@@ -45,6 +47,10 @@ def configure(stream: TextIO | None = None, *, level: int = logging.INFO) -> Non
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise for `emit`
+    # asyncio logs a failed accept (no file descriptor left: a flood of half-open connections) with a
+    # traceback on every turn of the loop: 110 MB in 30 s, a full disk next. Once per message a while.
+    asyncio_log = logging.getLogger("asyncio")
+    asyncio_log.filters[:] = [Repeats()]
     # What nobody caught ends a process (or a thread) as one entry too, not as a bare traceback.
     sys.excepthook = _log_uncaught
     sys.unraisablehook = lambda hook: logging.getLogger("engage").error(
@@ -59,3 +65,25 @@ def _log_uncaught(kind: type[BaseException], error: BaseException, trace: Traceb
         sys.__excepthook__(kind, error, trace)
         return
     logging.getLogger("engage").critical("uncaught: %s", error, exc_info=(kind, error, trace))
+
+
+class Repeats(logging.Filter):
+    """Lets a message through once per `every` seconds; says how many were held back meanwhile."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every, self.clock = every, clock
+        self._last: dict[str, tuple[float, int]] = {}  # message -> (when it went through, held back since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key, now = str(record.msg), self.clock()
+        last, held = self._last.get(key, (None, 0))
+        if last is not None and now - last < self.every:
+            self._last[key] = (last, held + 1)
+            return False
+        if len(self._last) > 1000:  # bounded: messages are templates, but do not trust that
+            self._last.clear()
+        self._last[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like it held back)"
+        return True
