@@ -169,7 +169,8 @@ class Reads:
         cases: dict[str, list[str]] = {key: [] for key in keys}
         for owner, state in await self._all(CASE_STATES_OF.format(marks=marks), keys):
             cases[owner].append(state)
-        return {key: _profile(key, histories[key], sorted(identities[key]), cases[key], as_of) for key in keys}
+        return await asyncio.to_thread(lambda: {  # folds of up to 1,000 profiles: off the event loop
+            key: _profile(key, histories[key], sorted(identities[key]), cases[key], as_of) for key in keys})
 
     @_consistent
     async def customers(self, as_of: datetime, *, level: str | None, tier: str | None, after: str,
@@ -208,24 +209,9 @@ class Reads:
         if await self._one("SELECT 1 FROM profiles WHERE key=?", (key,)) is None:
             return await self._absent(key)
         rows = await self._history(key, as_of)
-        consents = [(instant(r[0]), r[1], r[5].endswith(":granted")) for r in rows
-                    if r[2] == "consent.changed" and r[5].startswith("profiling:")]
-        if consent_granted(consents, as_of) is False:
-            return {"customer": key, "engagement": {"withheld": "consent"}, "advocacy": {"withheld": "consent"},
-                    "as_of": rfc3339(as_of)}
-        rungs = [(instant(r[0]), r[1], LADDER[r[3]]) for r in rows if r[3] is not None]
-        statements = [(instant(r[0]), r[1], r[5] or None) for r in rows if r[2] == "preferences.stated"]
-        *contributions, total = explain_advocacy(
-            [(instant(r[0]), r[1], r[2], r[4]) for r in rows if r[4] is not None], as_of)
-        latest = max(statements, default=None, key=lambda s: (s[0], s[1]))
-        return {
-            "customer": key,
-            "engagement": {**explain_engagement(rungs, as_of),
-                           "stated": None if latest is None else {"level": latest[2], "event": latest[1],
-                                                                  "occurred_at": rfc3339(latest[0])}},
-            "advocacy": {"contributions": contributions, **total},
-            "as_of": rfc3339(as_of),
-        }
+        # A profile of 200,000 events takes a second to explain: off the event loop, which other
+        # requests (and ingest's answers) need meanwhile.
+        return await asyncio.to_thread(_explanation, key, rows, as_of)
 
     @_consistent
     async def timeline(self, key: str, as_of: datetime, *, before: tuple[str, str] | None, limit: int,
@@ -366,6 +352,28 @@ CONSENT_INDEX = "events_consent"
 LATEST_CONSENT = (f"SELECT e.detail FROM origins o JOIN events e INDEXED BY {CONSENT_INDEX} ON e.oid = o.oid "
                   "WHERE o.owner = p.key AND e.type = 'consent.changed' AND e.detail LIKE ? AND e.occurred_at <= ? "
                   "ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1")
+
+
+def _explanation(key: str, rows: list[Any], as_of: datetime) -> dict[str, Any]:
+    """GET /customers/{key}/explain from the profile's events up to T, as _profile takes them."""
+    consents = [(instant(r[0]), r[1], r[5].endswith(":granted")) for r in rows
+                if r[2] == "consent.changed" and r[5].startswith("profiling:")]
+    if consent_granted(consents, as_of) is False:
+        return {"customer": key, "engagement": {"withheld": "consent"}, "advocacy": {"withheld": "consent"},
+                "as_of": rfc3339(as_of)}
+    rungs = [(instant(r[0]), r[1], LADDER[r[3]]) for r in rows if r[3] is not None]
+    statements = [(instant(r[0]), r[1], r[5] or None) for r in rows if r[2] == "preferences.stated"]
+    *contributions, total = explain_advocacy(
+        [(instant(r[0]), r[1], r[2], r[4]) for r in rows if r[4] is not None], as_of)
+    latest = max(statements, default=None, key=lambda s: (s[0], s[1]))
+    return {
+        "customer": key,
+        "engagement": {**explain_engagement(rungs, as_of),
+                       "stated": None if latest is None else {"level": latest[2], "event": latest[1],
+                                                              "occurred_at": rfc3339(latest[0])}},
+        "advocacy": {"contributions": contributions, **total},
+        "as_of": rfc3339(as_of),
+    }
 
 
 def _profile(key: str, rows: list[Any], identities: list[tuple[str, str]], case_states: list[str],
