@@ -157,25 +157,32 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 
+def tracked(path: Path, *, timeout: float = 30) -> tuple[int, str | None] | None:
+    """The read models' tracking position and the hash of the record there, read-only; None when
+    there is no file or no row yet. Raises sqlite3.Error when the file cannot be read."""
+    if not path.exists():
+        return None
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    try:
+        row = con.execute("SELECT position, hash FROM tracking WHERE name='read-models'").fetchone()
+    finally:
+        con.close()
+    return None if row is None else (int(row[0]), row[1])
+
+
 def foreign_to(path: Path, hash_at: Callable[[int], str | None]) -> str | None:
     """Why the read models at `path` were not folded from the log whose record hashes `hash_at`
     gives (None past its head), or None when they were (or hold nothing yet, or are unreadable:
     `connect` says so). A log restored from a backup, or deleted and started afresh, leaves read
     models that stand at a position the log does not have, or at another record there: they
     would answer for events that are not in the log and never fold the ones that are."""
-    if not path.exists():
-        return None
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            row = con.execute("SELECT position, hash FROM tracking WHERE name='read-models'").fetchone()
-        finally:
-            con.close()
+        row = tracked(path)
     except sqlite3.Error:
         return None
     if row is None or not row[0]:
         return None
-    position, folded = int(row[0]), row[1]
+    position, folded = row
     found = hash_at(position)
     if found is None:
         return f"they stand at position {position}, past the log's head"

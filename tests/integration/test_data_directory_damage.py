@@ -23,28 +23,28 @@ def json_object(line: str) -> bool:
         return False
 
 
+def run_once(data: Path, *raws: bytes) -> None:
+    """An engine on `data` that takes these events, folds them and stops cleanly."""
+    engine = EngineProcess(data).start()
+    try:
+        engine.send(*raws)
+        engine.caught_up()
+    finally:
+        assert engine.stop() == 0
+
+
 def votes(who: str, n: int = 3) -> list[bytes]:
     return [ev(f"{who}-{i}", "idea.voted", {"idea": "i"}, customer=f"{who}-{i}") for i in range(n)]
 
 
 def test_a_log_restored_from_a_backup_gets_its_own_read_models(tmp_path: Path) -> None:
     data, backup = tmp_path / "data", tmp_path / "backup"
-    engine = EngineProcess(data).start()
-    try:
-        engine.send(*votes("alice"))
-        engine.caught_up()
-    finally:
-        assert engine.stop() == 0
+    run_once(data, *votes("alice"))
     backup.mkdir()
     for name in FILES:
         if (data / name).exists():
             shutil.copy2(data / name, backup / name)
-    engine = EngineProcess(data).start()
-    try:
-        engine.send(*votes("bob"))
-        engine.caught_up()
-    finally:
-        assert engine.stop() == 0
+    run_once(data, *votes("bob"))
     for name in FILES:  # the backup, as it was: the read models stay as bob left them
         (data / name).unlink(missing_ok=True)
         if (backup / name).exists():
@@ -65,12 +65,7 @@ def test_a_log_restored_from_a_backup_gets_its_own_read_models(tmp_path: Path) -
 
 def test_damaged_read_models_are_folded_again_at_start(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    engine = EngineProcess(data).start()
-    try:
-        engine.send(*votes("dora"))
-        engine.caught_up()
-    finally:
-        assert engine.stop() == 0
+    run_once(data, *votes("dora"))
     (data / "read.sqlite").write_bytes(b"\x00garbage" * 4096)
     for suffix in ("-wal", "-shm"):
         Path(f"{data / 'read.sqlite'}{suffix}").unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from ops.bench.events import generate
 from ops.replay import rebuild
 from projections.projector import Projector
 from projections.runner import Runner
+from projections.store import tracked
 from tests.integration import test_projections
 from tests.integration.engine_process import ENGAGE, EngineProcess, engage
 from tests.samples import ev
@@ -222,17 +223,11 @@ def test_a_rebuild_killed_midway_carries_on_to_the_same_read_models(tmp_path: Pa
 
 
 def tracking(path: Path) -> int:
-    if not path.exists():
-        return 0
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
-        try:
-            row = con.execute("SELECT position FROM tracking").fetchone()
-        finally:
-            con.close()
+        row = tracked(path, timeout=1)
     except sqlite3.Error:
         return 0  # the tables are not there yet
-    return int(row[0]) if row else 0
+    return row[0] if row else 0
 
 
 def poll(condition: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
