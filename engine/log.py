@@ -337,6 +337,7 @@ class Log:
         self.path = path
         self._clock = clock
         self._shred_due = False  # an erasure committed; its destroyed keys may still be in WAL frames
+        self._shred_retrying = False  # a reader kept the last truncation from happening
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -515,10 +516,13 @@ class Log:
                 busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
             finally:
                 raw.execute(f"PRAGMA busy_timeout={LOCK_TIMEOUT * 1000}")
-        self._shred_due = bool(busy)
-        if busy:
-            _logger.warning("a reader kept the WAL from being truncated after an erasure; trying again "
-                        "after the next commit")
+        retrying, self._shred_due = self._shred_retrying, bool(busy)
+        self._shred_retrying = self._shred_due
+        if busy and not retrying:  # once, not on every commit while a reader holds on
+            _logger.warning("a reader kept the WAL from being truncated after an erasure; trying again after "
+                            "each commit until it is")
+        elif not busy and retrying:
+            _logger.info("the WAL is truncated: what the erasure destroyed is gone from it too")
 
     def _stored_form(self, c: SQLiteCursor, tp: Touchpoint[Any], encoded: bytes,
                      now: str) -> tuple[bytes, str | None]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -366,3 +367,28 @@ def test_a_jetstream_message_delivered_again_is_not_decided_twice(log: Log) -> N
     # a stream made anew starts its sequences again: those messages are decided afresh
     again = log.commit(delivery("TOUCHPOINTS@b"))
     assert [type(o) for o in again] == [Duplicate, Rejected]
+
+
+def test_a_reader_that_keeps_the_wal_from_being_truncated_is_told_of_once(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The erasure's truncation is tried after each commit while a reader holds a snapshot: one
+    warning, not one per commit, and a line when it is done."""
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, ev(1, "comment.posted", {"thread": "t", "text": "words"}))
+    reader = sqlite3.connect(tmp_path / "log.sqlite", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM keys").fetchone()  # a snapshot, as an export holds one
+    caplog.set_level(logging.INFO, logger="engage")
+    try:
+        commit(log, ev("gone", "customer.erased"))
+        for k in range(2, 6):
+            commit(log, ev(k, "idea.voted", {"idea": "i"}, customer="c-2"))
+        assert log._shred_due
+        warned = [r for r in caplog.records if "a reader kept the WAL from being truncated" in r.getMessage()]
+        assert len(warned) == 1, [r.getMessage() for r in caplog.records]
+    finally:
+        reader.close()
+    commit(log, ev(6, "idea.voted", {"idea": "i"}, customer="c-2"))
+    assert not log._shred_due
+    assert any("the WAL is truncated" in r.getMessage() for r in caplog.records)
+    log.close()
