@@ -17,6 +17,7 @@ Tokens are compared as SHA-256 digests, so a lookup takes the same time whatever
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 import tomllib
@@ -26,6 +27,8 @@ from typing import Literal, get_args
 import msgspec
 
 from engine.settings import UsageError
+
+log = logging.getLogger("engage.access")
 
 Role = Literal["producer", "reader", "agent", "auditor", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -67,10 +70,13 @@ class Access:
     def load(cls, path: Path) -> Access:
         try:
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            mode = path.stat().st_mode & 0o777
         except OSError as e:
             raise UsageError(f"--auth {path}: cannot read it: {e.strerror}") from e
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise UsageError(f"--auth {path}: not TOML: {e}") from e
+        if mode & 0o077:
+            log.warning("--auth %s is open to other users (mode %o): its tokens are secrets, chmod 600 it", path, mode)
         try:
             parsed = msgspec.convert(raw, _File)
         except msgspec.ValidationError as e:

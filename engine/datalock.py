@@ -6,10 +6,13 @@ replaced under it by a rebuild, nor a writer start beside it."""
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 
 from engine.settings import UsageError
+
+log = logging.getLogger("engage.data")
 
 
 class DataBusy(UsageError):
@@ -41,6 +44,7 @@ class DataLock:
         if not self.shared:  # the writer's pid, for whoever looks; shared holders leave the file alone
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
+            _owners_only(self.path.parent)
         self._fd = fd
 
     @property
@@ -53,3 +57,13 @@ class DataLock:
         if self._fd is not None:
             os.close(self._fd)  # closing releases the lock; a crash releases it too
             self._fd = None
+
+
+def _owners_only(data: Path) -> None:
+    """The directory holds the keys to every personal field: its owner's alone. What engage creates
+    is (umask 077); one made before, by hand or by a deployment tool, is tightened, and said so."""
+    mode = data.stat().st_mode & 0o777
+    if mode & 0o077 and data.stat().st_uid == os.getuid():
+        os.chmod(data, mode & 0o700)
+        log.warning("the data directory %s was open to other users (mode %o): made it its owner's alone (%o)",
+                    data, mode, mode & 0o700)

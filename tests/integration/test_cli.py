@@ -675,3 +675,21 @@ def test_a_reader_that_leaves_early_ends_the_output_quietly(tmp_path: Path, comm
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, stderr
     assert "Traceback" not in stderr and "Error" not in stderr, stderr
+
+
+def test_a_data_directory_and_an_auth_file_open_to_others_are_said_so(tmp_path: Path) -> None:
+    """The directory holds the keys to every personal field, the auth file the tokens: one made
+    by hand (mode 755, 644) is tightened, or its owner told."""
+    data, auth = tmp_path / "data", tmp_path / "auth.toml"
+    data.mkdir(mode=0o755)
+    os.chmod(data, 0o755)
+    auth.write_text(f'[tokens.ops]\nrole = "admin"\ntoken = "{"t" * 32}"\n')
+    os.chmod(auth, 0o644)
+    engine = EngineProcess(data, extra=["--auth", str(auth)]).start()
+    try:
+        assert data.stat().st_mode & 0o777 == 0o700
+        logged = engine.log_tail(20_000)
+        assert "was open to other users (mode 755): made it its owner's alone (700)" in logged
+        assert f"--auth {auth} is open to other users (mode 644)" in logged
+    finally:
+        assert engine.stop() == 0
