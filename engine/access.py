@@ -75,8 +75,6 @@ class Access:
             raise UsageError(f"--auth {path}: cannot read it: {e.strerror}") from e
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise UsageError(f"--auth {path}: not TOML: {e}") from e
-        if mode & 0o077:
-            log.warning("--auth %s is open to other users (mode %o): its tokens are secrets, chmod 600 it", path, mode)
         try:
             parsed = msgspec.convert(raw, _File)
         except msgspec.ValidationError as e:
@@ -97,6 +95,8 @@ class Access:
             holders.append(Holder(name, entry.role, entry.token))
         if not holders:
             raise UsageError(f"--auth {path}: no [tokens.NAME] table: nobody could use the engine")
+        if mode & 0o077:  # said once the file is right: a mistake in it stays one line
+            log.warning("--auth %s is open to other users (mode %o): its tokens are secrets, chmod 600 it", path, mode)
         return cls(holders)
 
     def holder(self, token: str) -> Holder | None:

@@ -6,13 +6,10 @@ replaced under it by a rebuild, nor a writer start beside it."""
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 from pathlib import Path
 
 from engine.settings import UsageError
-
-log = logging.getLogger("engage.data")
 
 
 class DataBusy(UsageError):
@@ -61,9 +58,8 @@ class DataLock:
 
 def _owners_only(data: Path) -> None:
     """The directory holds the keys to every personal field: its owner's alone. What engage creates
-    is (umask 077); one made before, by hand or by a deployment tool, is tightened, and said so."""
-    mode = data.stat().st_mode & 0o777
-    if mode & 0o077 and data.stat().st_uid == os.getuid():
-        os.chmod(data, mode & 0o700)
-        log.warning("the data directory %s was open to other users (mode %o): made it its owner's alone (%o)",
-                    data, mode, mode & 0o700)
+    is (umask 077); one made before, by hand or by a deployment tool, is tightened. Silently: a
+    mistake that stops the command next must stay one line."""
+    st = data.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.getuid():
+        os.chmod(data, st.st_mode & 0o700)
