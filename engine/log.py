@@ -43,7 +43,7 @@ from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_k
 from engine.chain import ZERO_HASH, seal_encoded
 from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text, key_id_of
 from engine.received import Received
-from engine.settings import Damaged
+from engine.settings import Damaged, causes
 from engine.sql import IN_CHUNK, select_in
 
 LOG_ID = uuid.uuid5(uuid.NAMESPACE_URL, "urn:engage:log")
@@ -96,14 +96,8 @@ class LogDamaged(LogError, Damaged):
 
 def damaged(error: BaseException) -> bool:
     """Whether SQLite, somewhere down this error's causes, found the file damaged."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, sqlite3.DatabaseError) and getattr(cause, "sqlite_errorcode", None) in DAMAGED:
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any(isinstance(cause, sqlite3.DatabaseError) and getattr(cause, "sqlite_errorcode", None) in DAMAGED
+               for cause in causes(error))
 
 
 # SQLite's answers for a file that is not a database, or one whose pages are garbage.

@@ -1,6 +1,7 @@
 """Settings, read once from flags and the environment (SPEC §9) and passed down, never re-read."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,6 +14,17 @@ DEFAULT_BATCH = 1024  # written by `engage replay` into the directory it builds
 # How long POST /events waits for its commit (a batch commits in well under a second): a log that
 # does not answer (a hung disk, a stopped writer) gets a clear 504, not a request open for ever.
 COMMIT_TIMEOUT = 60.0
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """The error, then what caused it, and so on down (each once): a library's wrapper of a
+    sqlite3 or OS error still says what happened underneath."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = cause.__cause__ or cause.__context__
 
 
 class Damaged(Exception):

@@ -27,6 +27,7 @@ from engine.settings import (
     Damaged,
     Settings,
     UsageError,
+    causes,
     parse_listen,
     parse_nats_url,
     parse_port,
@@ -268,16 +269,9 @@ def _disk_full(error: BaseException) -> bool:
     import errno
     import sqlite3
 
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any((isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT))
+               or (isinstance(cause, sqlite3.Error) and getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL)
+               for cause in causes(error))
 
 
 def _configure_logging() -> None:

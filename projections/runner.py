@@ -19,7 +19,8 @@ from pathlib import Path
 
 from engine import logs
 from engine.children import die_with_parent
-from projections.projector import NAME, PAGE, Projector
+from projections.projector import PAGE, Projector
+from projections.store import tracked
 
 log = logging.getLogger("engage.projections")
 
@@ -181,18 +182,17 @@ class RunnerProcess:
     @property
     def position(self) -> int:
         """The tracking position; the last one read while the file cannot be read (see `error`)."""
+        if not self._path.exists():
+            self._unreadable = "the file is gone"
+            return self._known
         try:
-            con = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=5)
-            try:
-                row = con.execute("SELECT position FROM tracking WHERE name=?", (NAME,)).fetchone()
-            finally:
-                con.close()
+            row = tracked(self._path, timeout=5)
         except sqlite3.Error as e:
             if "locked" not in str(e):  # busy for a moment is not broken
                 self._unreadable = str(e)
             return self._known
         self._unreadable = None
-        self._known = int(row[0]) if row else 0
+        self._known = row[0] if row else 0
         return self._known
 
     def stop(self, timeout: float = 30) -> None:
