@@ -3,8 +3,10 @@ commit in one transaction (projections/runner.py follows the log with it; `engag
 `engage replay` fold a whole log with it in bulk).
 
 Identity links are retroactive and engagement does not depend on arrival order, so a page only
-writes each event's row and marks the profiles it touched; their spans are swept from their whole
-history when the fold is caught up (projections/sweep.py). Case rules follow log order.
+writes each event's row and marks the profiles it touched, with the first of their events it
+folded; their spans are swept when the fold is caught up (projections/sweep.py): from that event
+on when it sorts after the profile's history, else from the whole history. Case rules follow log
+order.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from projections.advocacy import weight
 from projections.directory import Directory, Link, Origin, customer_origin
 from projections.engagement import RANK, rung_of
 from projections.sla import TARGETS, minutes
+from projections.spans import FULL, sort_key, window_floor
 from projections.store import (
     BEGINNING,
     DEFERRED_INDEXES,
@@ -49,6 +52,7 @@ PAGE = 5000
 # the burst against 1.82–2.34 s.
 REINDEX_SHARE = 0.5
 REINDEX_FROM = 1_000
+_ABOVE = "\U0010ffff"  # above every sort key (they begin with a digit)
 CASES_KEPT = 16_384  # cases kept in memory between pages, the most recently changed
 KEYS_KEPT = 65_536  # profile keys remembered as written to `profiles` and to `dirty`
 BULK_CACHE_KIB = 64 * 1024
@@ -113,7 +117,9 @@ class Projector:
         # Profiles whose rows in `profiles` and in `dirty` this projector wrote (a catch-up touches
         # most profiles on every page: inserting them again was ~12 % of a rebuild's fold).
         self._in_profiles = _Written(KEYS_KEPT)
-        self._in_dirty = _Written(KEYS_KEPT)
+        # The `since` of the dirty marks this projector wrote since the last sweep (a catch-up
+        # touches most profiles on every page): a mark is written again only when it moves back.
+        self._marked: dict[str, str] = {}
         # Events per profile since the last sweep, to share a sweep evenly (sweep.halfway).
         self._volume: dict[str, int] = {}
 
@@ -147,7 +153,7 @@ class Projector:
 
         With `respan=False` (catching up: more pages follow) the touched profiles are only marked,
         and the first page applied with `respan=True` sweeps each of them once."""
-        dirty: set[str] = set()
+        dirty: dict[str, str] = {}  # profile: the sort key from which to respan it
         position = self.position
         last_hash: str | None = None
         if respan and self._bulk:  # committed on its own: a sweep helper reads through it
@@ -168,7 +174,9 @@ class Projector:
             self.con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", self._rows)
             self._write_cases()
             self.con.executemany("INSERT OR IGNORE INTO profiles VALUES (?)", self._in_profiles.new(self._profiles))
-            self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", self._in_dirty.new(dirty))
+            self.con.executemany("INSERT INTO dirty VALUES (?,?,?) ON CONFLICT (profile) DO UPDATE SET "
+                                 "since = min(since, excluded.since), floor = min(floor, excluded.floor)",
+                                 self._marks(dirty))
             if respan:
                 self._respan_dirty(shared=last_hash is None)  # nothing folded in this transaction
             counts.move(self.con, self._clock())
@@ -185,13 +193,24 @@ class Projector:
             self._oids.clear()
             self._written_cases.clear()
             self._in_profiles.clear()
-            self._in_dirty.clear()
+            self._marked.clear()
             raise
         return position
 
     # --- one event -------------------------------------------------------------------------------
 
-    def _fold(self, position: int, ev: Logged, line: bytes, dirty: set[str]) -> None:
+    def _marks(self, dirty: dict[str, str]) -> list[tuple[str, str, str]]:
+        """The page's dirty marks to write: those new, or earlier than the one written before."""
+        rows = []
+        for profile, since in sorted(dirty.items()):
+            if since < self._marked.get(profile, _ABOVE):
+                rows.append((profile, since, FULL if since == FULL else window_floor(since)))
+        if len(self._marked) + len(rows) > KEYS_KEPT:
+            self._marked.clear()  # forgetting only costs writes that change nothing
+        self._marked.update((profile, since) for profile, since, _ in rows)
+        return rows
+
+    def _fold(self, position: int, ev: Logged, line: bytes, dirty: dict[str, str]) -> None:
         if ev.customer is not None:
             origin = customer_origin(ev.customer)
         else:
@@ -199,12 +218,15 @@ class Projector:
             origin = self.directory.identity_origin(ev.identity["channel"], ev.identity["handle"])
         oid = self._oid(origin)
         rung = rung_of(ev.type)
-        self._rows.append((position, ev.id, ev.type, sortable_text(ev.occurred_at), oid,
+        occurred_at = sortable_text(ev.occurred_at)
+        self._rows.append((position, ev.id, ev.type, occurred_at, oid,
                            None if rung is None else RANK[rung], weight(ev.type, ev.data), _detail(ev.type, ev.data)))
         owner = self.directory.owner(origin)
         if owner is not None:
             self._profiles.add(owner)
-            dirty.add(owner)
+            since = FULL if self._bulk else sort_key(occurred_at, ev.id)  # in bulk, nothing has a Resume
+            if since < dirty.get(owner, _ABOVE):
+                dirty[owner] = since
             if owner in self._volume or len(self._volume) < KEYS_KEPT:
                 self._volume[owner] = self._volume.get(owner, 0) + 1
         if ev.type == "identity.linked":
@@ -246,7 +268,7 @@ class Projector:
             oid = self._remember(origin, int(cur.lastrowid or 0))
         return oid
 
-    def _link(self, ev: Logged, dirty: set[str]) -> None:
+    def _link(self, ev: Logged, dirty: dict[str, str]) -> None:
         channel, handle = ev.data["channel"], ev.data["handle"]
         assert ev.customer is not None  # identity.linked requires a customer (SPEC §1)
         link = Link(sortable_text(ev.occurred_at), ev.id, ev.customer)
@@ -267,11 +289,11 @@ class Projector:
         if before is not None and before.startswith("~"):
             self._forget(before)  # a linked identity is no profile of its own any more
         elif before is not None:
-            dirty.add(before)
+            dirty[before] = FULL  # its history lost an identity's events
         self._profiles.add(after)
-        dirty.add(after)
+        dirty[after] = FULL  # its history gained them, wherever they sort
 
-    def _erase(self, customer: str, position: int, dirty: set[str]) -> None:
+    def _erase(self, customer: str, position: int, dirty: dict[str, str]) -> None:
         ended = self.directory.erase(customer)
         self.con.execute("INSERT OR IGNORE INTO erased VALUES (?,?)", (customer, position))
         self.con.execute("UPDATE origins SET owner=NULL WHERE owner=?", (customer,))
@@ -279,7 +301,7 @@ class Projector:
             self.con.execute("INSERT OR REPLACE INTO epochs VALUES (?,?,?)",
                              (channel, handle, self.directory.epochs[(channel, handle)]))
         self._forget(customer)
-        dirty.discard(customer)
+        dirty.pop(customer, None)
 
     def _forget(self, profile: str) -> None:
         self._profiles.discard(profile)  # added earlier in this page: it goes too
@@ -288,6 +310,7 @@ class Projector:
         self.con.execute("DELETE FROM profiles WHERE key=?", (profile,))
         self.con.execute("DELETE FROM engagement_spans WHERE profile=?", (profile,))
         self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
+        self.con.execute("DELETE FROM span_state WHERE profile=?", (profile,))
 
     def _case(self, case: str, oid: int, tp: Touchpoint[Any]) -> None:
         """Cases change in memory during a page and are written once at its end (_write_cases)."""
@@ -318,17 +341,35 @@ class Projector:
 
     # --- derived spans ---------------------------------------------------------------------------
 
-    def _insert_spans(self, engagement: list[tuple[Any, ...]], advocacy: list[tuple[Any, ...]]) -> None:
-        self.con.executemany("INSERT INTO engagement_spans VALUES (?,?,?,?,?,?)", engagement)
-        self.con.executemany("INSERT INTO advocacy_spans VALUES (?,?,?,?)", advocacy)
-        engagement.clear()
-        advocacy.clear()
+    def _insert_spans(self, batch: sweep.Swept) -> None:
+        self.con.executemany("INSERT INTO engagement_spans VALUES (?,?,?,?,?,?)", batch.engagement)
+        self.con.executemany("INSERT INTO advocacy_spans VALUES (?,?,?,?)", batch.advocacy)
+        for profile, cut, engagement, advocacy in batch.tails:
+            self._splice("engagement_spans", "level, observed, stated", profile, cut, engagement)
+            self._splice("advocacy_spans", "tier", profile, cut, advocacy)
+        self.con.executemany("INSERT OR REPLACE INTO span_state VALUES (?,?,?)", batch.resumes)
+
+    def _splice(self, table: str, values: str, profile: str, cut: str, rows: list[tuple[Any, ...]]) -> None:
+        """A profile's spans from `cut` on become `rows` (which start there); the span before the cut
+        ends there, or runs on as the first of `rows` when it has the same value."""
+        self.con.execute(f"DELETE FROM {table} WHERE profile=? AND start>=?", (profile, cut))
+        before = self.con.execute(f"SELECT start, {values} FROM {table} WHERE profile=? AND start<? "
+                                  "ORDER BY start DESC LIMIT 1", (profile, cut)).fetchone()
+        if before is not None:
+            joined = tuple(before[1:]) == tuple(rows[0][3:])
+            self.con.execute(f"UPDATE {table} SET end=? WHERE profile=? AND start=?",
+                             (rows[0][2] if joined else cut, profile, before[0]))
+            if joined:
+                rows = rows[1:]
+        if rows:
+            self.con.executemany(f"INSERT INTO {table} VALUES ({','.join('?' * len(rows[0]))})", rows)
 
     def _respan_dirty(self, *, shared: bool) -> None:
         """Recompute the spans of every profile marked dirty, in a few set-wise statements: one
         delete per span table, then one pass over the dirty profiles' histories (projections/
         sweep.py). Marked profiles that no longer exist (linked or erased since) just lose their
-        spans. `shared`: this transaction wrote nothing the sweep reads, so a helper process reading
+        spans. Those respanned from their Resume keep their spans before the cut (sweep.py).
+        `shared`: this transaction wrote nothing the sweep reads, so a helper process reading
         the committed file sees what this one does and can take half of a large sweep."""
         c, dirty = counts.anchor(self.con), "profile IN (SELECT profile FROM dirty)"
         counts.add(self.con, counts.containing(self.con, c, dirty, ()), -1)
@@ -339,20 +380,19 @@ class Projector:
                    and len(profiles) >= REINDEX_SHARE * self._profile_count())
         if reindex:
             drop_indexes(self.con, SPAN_INDEXES)
-        self.con.execute("DELETE FROM engagement_spans WHERE profile IN (SELECT profile FROM dirty)")
-        self.con.execute("DELETE FROM advocacy_spans WHERE profile IN (SELECT profile FROM dirty)")
+        self.con.execute(f"DELETE FROM engagement_spans WHERE {sweep.WHOLE}")
+        self.con.execute(f"DELETE FROM advocacy_spans WHERE {sweep.WHOLE}")
         helper = None
         if shared and len(profiles) >= sweep.SHARED_FROM:
             half = sweep.halfway(profiles, self._volume)
             helper = sweep.Helper(self.path, profiles[:half])
             profiles = profiles[half:]
         try:
-            for engagement, advocacy in sweep.swept(self.con, profiles):
-                self._insert_spans(engagement, advocacy)
+            for batch in sweep.swept(self.con, profiles):
+                self._insert_spans(batch)
             if helper is not None:
-                results = helper.results()
-                for engagement, advocacy in results or sweep.swept(self.con, helper.profiles):
-                    self._insert_spans(engagement, advocacy)
+                for batch in helper.results() or sweep.swept(self.con, helper.profiles):
+                    self._insert_spans(batch)
         finally:
             if helper is not None:
                 helper.stop()
@@ -362,7 +402,7 @@ class Projector:
             create_indexes(self.con, SPAN_INDEXES)
         counts.add(self.con, counts.containing(self.con, c, dirty, ()))
         self.con.execute("DELETE FROM dirty")
-        self._in_dirty.clear()
+        self._marked.clear()
         self._volume.clear()
 
 

@@ -67,7 +67,12 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS engagement_spans_starting ON engagement_spans(start, end, level, observed, stated)",
     "CREATE INDEX IF NOT EXISTS advocacy_spans_starting ON advocacy_spans(start, end, tier)",
     # Profiles whose spans wait to be recomputed: while catching up, each is swept once at the end.
-    "CREATE TABLE IF NOT EXISTS dirty (profile TEXT PRIMARY KEY)",
+    # `since`: the sort key (projections/spans.py) of the first event to fold, '' for the whole
+    # history; `floor`: the instant from which its events are read when its Resume ends before it.
+    "CREATE TABLE IF NOT EXISTS dirty (profile TEXT PRIMARY KEY, since TEXT NOT NULL, floor TEXT NOT NULL)",
+    # Each profile's folds after its last event as of the last sweep (spans.Resume), from which a
+    # sweep respans only what follows.
+    "CREATE TABLE IF NOT EXISTS span_state (profile TEXT PRIMARY KEY, last TEXT NOT NULL, resume BLOB NOT NULL)",
 ]
 
 
@@ -77,7 +82,9 @@ SCHEMA = [
 # an event.
 # 4: an advocacy span changes tier at the microsecond score() does; it could be one late, so lists
 # and /stats disagreed with the profile for that microsecond.
-VERSION = 4
+# 5: a profile's folds after its last event are kept (span_state), and dirty marks say from which
+# event on to respan: new events that sort after a profile's history no longer refold all of it.
+VERSION = 5
 
 
 # Secondary indexes that only readers need: a bulk fold (a rebuild or a replay into a file nobody

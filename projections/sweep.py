@@ -1,5 +1,11 @@
 """The span sweep: the spans of each profile marked dirty, computed from its history (spans.py).
 
+A profile whose new events all sort after its history as last swept (its Resume, in table
+span_state, ends before the `since` of its dirty mark) is respanned from the first of them on: the
+sweep reads only its events of the 90-day window before that instant and later (the mark's
+`floor`), and the runner keeps its spans before the cut (a "tail"). Any other profile (new, linked,
+or with an event that sorts into its past) is respanned from its whole history.
+
 The runner sweeps a key range of the dirty profiles at a time. A large sweep (the end of a rebuild
 or of a long catch-up) is shared with a helper process (`python -m projections.sweep`), which
 computes the lower half of the keys from the committed read models while the runner computes the
@@ -9,21 +15,22 @@ on the GIL.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from engine.children import alive, die_with_parent
 from engine.frames import read_frame, write_frame
 from projections import spans
+from projections.store import instant
 
 log = logging.getLogger("engage.projections")
 
@@ -31,10 +38,30 @@ SPAN_FLUSH = 20_000  # engagement span rows handed over together: memory stays f
 SHARED_FROM = 4_000  # dirty profiles from which a sweep is shared with a helper process
 FAULT_ENV = "ENGAGE_SWEEP_FAULT"  # tests only: "exit" makes a helper fail before it sweeps
 
-Rows = list[tuple[Any, ...]]
+EngagementRow = tuple[str, str, str, str, str, str | None]  # profile, start, end, level, observed, stated
+AdvocacyRow = tuple[str, str, str, str]  # profile, start, end, tier
+
+
+class Swept(msgspec.Struct, array_like=True):
+    """A batch of the sweep: spans of profiles respanned whole (their rows were all deleted), tails
+    (profile, cut, engagement rows, advocacy rows: the spans from the cut on) and each profile's
+    Resume (profile, last, encoded)."""
+
+    engagement: list[EngagementRow] = []
+    advocacy: list[AdvocacyRow] = []
+    tails: list[tuple[str, str, list[EngagementRow], list[AdvocacyRow]]] = []
+    resumes: list[tuple[str, str, bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self.engagement) + sum(len(tail[2]) for tail in self.tails)
+
+
+# The dirty profiles respanned whole: no Resume, or one that does not end before the mark's since.
+WHOLE = ("profile IN (SELECT d.profile FROM dirty d LEFT JOIN span_state s ON s.profile = d.profile "
+         "WHERE s.last IS NULL OR s.last >= d.since)")
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(tuple[list[tuple[str, str, str, str, str, str | None]],
-                                         list[tuple[str, str, str, str]]])
+_decoder = msgspec.msgpack.Decoder(Swept)
 
 
 def existing_dirty(con: sqlite3.Connection) -> list[str]:
@@ -57,36 +84,76 @@ def halfway(profiles: list[str], volume: dict[str, int]) -> int:
     return len(profiles) - 1
 
 
-def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[tuple[Rows, Rows]]:
-    """(engagement rows, advocacy rows) of `profiles` (sorted, consecutive among the existing dirty
-    ones), in batches. One pass over their events grouped by owner: a query per profile cost more
-    than the spans themselves."""
+def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[Swept]:
+    """The spans of `profiles` (sorted, consecutive among the existing dirty ones), in batches.
+    One pass over their events grouped by owner: a query per profile cost more than the spans
+    themselves."""
     if not profiles:
         return
+    marks = con.execute(
+        "SELECT d.profile, d.since, s.last, s.resume FROM dirty d JOIN profiles p ON p.key = d.profile "
+        "LEFT JOIN span_state s ON s.profile = d.profile WHERE d.profile >= ? AND d.profile <= ? ORDER BY d.profile",
+        (profiles[0], profiles[-1]))
+    resumes = {profile: (since, spans.decode_resume(blob)) for profile, since, last, blob in marks
+               if last is not None and last < since}
     # Only origins that carried an event have rows, and `origins.owner` is the profile their
-    # events belong to now (kept by the runner's _link and _erase), so this join is each history.
+    # events belong to now (kept by the runner's _link and _erase), so this join is each history
+    # (from the floor of its dirty mark on, for a profile respanned from its Resume).
     rows = con.execute(
         "SELECT o.owner, e.occurred_at, e.id, e.type, e.rung, e.weight, e.detail "
-        "FROM dirty d JOIN profiles p ON p.key = d.profile JOIN origins o ON o.owner = d.profile "
-        "JOIN events e ON e.oid = o.oid WHERE d.profile >= ? AND d.profile <= ? ORDER BY o.owner",
+        "FROM dirty d JOIN profiles p ON p.key = d.profile LEFT JOIN span_state s ON s.profile = d.profile "
+        "JOIN origins o ON o.owner = d.profile JOIN events e ON e.oid = o.oid "
+        "AND e.occurred_at >= (CASE WHEN s.last < d.since THEN d.floor ELSE '' END) "
+        "WHERE d.profile >= ? AND d.profile <= ? ORDER BY o.owner",
         (profiles[0], profiles[-1]))
     groups = itertools.groupby(rows, key=lambda row: row[0])  # both in the same (binary) order
     group = next(groups, None)
-    engagement: Rows = []
-    advocacy: Rows = []
+    batch = Swept()
     for profile in profiles:
-        mine: list[Any] = []
+        mine: list[spans.Row] = []
         if group is not None and group[0] == profile:
             mine = [row[1:] for row in group[1]]
             group = next(groups, None)
-        history = spans.History.from_rows(mine)
-        engagement += [(profile, *span) for span in spans.engagement_spans(history)]
-        advocacy += [(profile, *span) for span in spans.advocacy_spans(history)]
-        if len(engagement) >= SPAN_FLUSH:
-            yield engagement, advocacy
-            engagement, advocacy = [], []
-    if engagement or advocacy:
-        yield engagement, advocacy
+        _respan(con, batch, profile, mine, resumes.get(profile))
+        if len(batch) >= SPAN_FLUSH:
+            yield batch
+            batch = Swept()
+    if batch.engagement or batch.tails or batch.resumes:
+        yield batch
+
+
+def _respan(con: sqlite3.Connection, batch: Swept, profile: str, mine: list[spans.Row],
+            resume: tuple[str, spans.Resume] | None) -> None:
+    last = max((spans.sort_key(row[0], row[1]) for row in mine), default=spans.FULL)
+    if resume is None:
+        whole = spans.respan(spans.History.from_rows(mine), last)
+        batch.engagement += [(profile, *span) for span in whole.engagement]
+        batch.advocacy += [(profile, *span) for span in whole.advocacy]
+    else:
+        since, state = resume
+        history = spans.History.from_rows(mine, since, _earlier(con, profile, since, state.counted))
+        tail = spans.respan(history, max(last, state.last), state, since)
+        batch.tails.append((profile, since[:27], [(profile, *span) for span in tail.engagement],
+                            [(profile, *span) for span in tail.advocacy]))
+        whole = tail
+    batch.resumes.append((profile, whole.resume.last, spans.encode_resume(whole.resume)))
+
+
+def _earlier(con: sqlite3.Connection, profile: str, since: str, counted: int) -> Callable[[], spans.Contributions]:
+    """The profile's contributions before `since`, read when first asked for (spans.History)."""
+
+    @functools.cache
+    def load() -> spans.Contributions:
+        found = [(instant(at), w) for at, event_id, w in con.execute(
+            "SELECT e.occurred_at, e.id, e.weight FROM origins o JOIN events e ON e.oid = o.oid "
+            "WHERE o.owner = ? AND e.occurred_at <= ? AND e.weight IS NOT NULL", (profile, since[:27]))
+            if spans.sort_key(at, event_id) < since]
+        if len(found) != counted:
+            raise RuntimeError(f"the read models hold {len(found)} contributions of {profile} before {since}, "
+                               f"its span state {counted}: rebuild them (engage rebuild)")
+        return found
+
+    return load
 
 
 class Helper:
@@ -102,7 +169,7 @@ class Helper:
             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(os.getpid()),
         )
 
-    def results(self) -> Iterator[tuple[Rows, Rows]] | None:
+    def results(self) -> Iterator[Swept] | None:
         """Its batches once it is done; None when it failed (the caller then sweeps them itself)."""
         code = self._proc.wait()
         if code != 0:
@@ -111,12 +178,11 @@ class Helper:
             return None
         return self._read()
 
-    def _read(self) -> Iterator[tuple[Rows, Rows]]:
+    def _read(self) -> Iterator[Swept]:
         try:
             with self._out.open("rb") as frames:
                 while (frame := read_frame(frames)) is not None:
-                    engagement, advocacy = _decoder.decode(frame)
-                    yield list(engagement), list(advocacy)
+                    yield _decoder.decode(frame)
         finally:
             self._out.unlink(missing_ok=True)
 

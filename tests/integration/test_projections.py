@@ -174,7 +174,7 @@ def dump(path: Path) -> dict[str, list[Any]]:
     import sqlite3
 
     con = sqlite3.connect(path)
-    tables = ["profiles", "engagement_spans", "advocacy_spans", "cases", "erased", "links", "epochs"]
+    tables = ["profiles", "engagement_spans", "advocacy_spans", "span_state", "cases", "erased", "links", "epochs"]
     out = {t: sorted(con.execute(f"SELECT * FROM {t}").fetchall()) for t in tables}
     out["owners"] = sorted(con.execute("SELECT customer, channel, handle, epoch, owner FROM origins").fetchall(),
                            key=repr)

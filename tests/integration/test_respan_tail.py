@@ -1,0 +1,127 @@
+"""A profile's new events that sort after its history are respanned from its Resume: the sweep
+reads the events of the 90-day window before them, not the whole history (a profile with 37,600
+events kept the live runner busy on a whole core at 10 events/s), and the read models come out as a
+fold of the whole log in one pass gives them. An event that sorts into the past, or a link, still
+respans the whole history."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.log import Log
+from engine.received import Received
+from projections import spans
+from projections.projector import Projector
+from tests.integration.test_projections import dump
+from tests.samples import ev
+
+T0 = datetime(2022, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 10, 2, tzinfo=UTC)
+HISTORY = 400  # events of c-heavy, one every 4 days: about four years and a half
+
+
+def at(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def touchpoint(k: int, moment: datetime, customer: str = "c-heavy") -> bytes:
+    """A mix that moves every fold: rungs, contributions of both signs, statements, consent."""
+    kinds: list[tuple[str, dict[str, Any]]] = [
+        ("purchase.completed", {"order": f"o-{k}", "amount_cents": 100, "currency": "EUR"}),
+        ("review.posted", {"product": "p", "rating": 1 + k % 5, "text": "t"}),
+        ("referral.made", {"referral": f"r-{k}"}),
+        ("idea.voted", {"idea": f"i-{k}"}),
+        ("preferences.stated", {"level": "participant" if k % 2 else None}),
+        ("consent.changed", {"purpose": "profiling", "granted": k % 3 != 0}),
+        ("answer.accepted", {"question": f"q-{k}", "answer": f"a-{k}"}),
+    ]
+    kind, data = kinds[k % len(kinds)]
+    return ev(f"{customer}-{k}", kind, data, customer=customer, at=at(moment))
+
+
+@pytest.fixture
+def read_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many event rows each profile's respan was given (a spy on spans.History.from_rows)."""
+    given: list[int] = []
+    whole = spans.History.from_rows
+
+    def counting(rows: Iterable[spans.Row], since: str | None = None,
+                 earlier: Callable[[], spans.Contributions] | None = None) -> spans.History:
+        rows = list(rows)
+        given.append(len(rows))
+        return whole(rows, since, earlier)
+
+    monkeypatch.setattr(spans.History, "from_rows", counting)
+    return given
+
+
+def commit(log: Log, raws: list[bytes]) -> None:
+    outcomes = log.commit([Received(raw, "test", NOW) for raw in raws])
+    assert {type(outcome).__name__ for outcome in outcomes} == {"Accepted"}, outcomes
+
+
+def one_pass(log: Log, into: Path) -> Path:
+    projector = Projector(into)
+    projector.apply(log.records(0, 100_000))
+    projector.close()
+    return into
+
+
+def test_new_events_of_a_long_history_are_respanned_from_its_resume(tmp_path: Path, read_rows: list[int]) -> None:
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, [touchpoint(k, T0 + timedelta(days=4 * k)) for k in range(HISTORY)])
+    live = Projector(tmp_path / "live.sqlite")
+    live.apply(log.records(0, 100_000))
+    assert read_rows == [HISTORY]  # the first sweep: the whole history
+    end = T0 + timedelta(days=4 * HISTORY)
+
+    # Three pages of later events, one to three each, each page swept as the runner does live.
+    for page, count in enumerate((1, 3, 2)):
+        read_rows.clear()
+        head = log.head.position
+        commit(log, [touchpoint(1000 + 10 * page + k, end + timedelta(days=page, hours=k)) for k in range(count)])
+        live.apply(log.records(head, 100))
+        # the events of the 90 days before the first new one (one every 4 days), and the new ones
+        assert read_rows and max(read_rows) <= 90 // 4 + 1 + 3 * page + count, read_rows
+        assert dump(tmp_path / "live.sqlite") == dump(one_pass(log, tmp_path / f"whole-{page}.sqlite"))
+
+    # An event that sorts into the past (a late delivery of last year's review): the whole history.
+    read_rows.clear()
+    head = log.head.position
+    commit(log, [touchpoint(2001, end - timedelta(days=365))])
+    live.apply(log.records(head, 100))
+    assert read_rows == [HISTORY + 6 + 1]
+    assert dump(tmp_path / "live.sqlite") == dump(one_pass(log, tmp_path / "whole-late.sqlite"))
+
+    # And later events again: from the Resume that respan left.
+    read_rows.clear()
+    head = log.head.position
+    commit(log, [touchpoint(3000, end + timedelta(days=30))])
+    live.apply(log.records(head, 100))
+    assert max(read_rows) < 40
+    assert dump(tmp_path / "live.sqlite") == dump(one_pass(log, tmp_path / "whole-again.sqlite"))
+    live.close()
+    log.close()
+
+
+def test_a_linked_identity_respans_its_customer_whole(tmp_path: Path, read_rows: list[int]) -> None:
+    """A link brings an identity's events into the customer's history wherever they sort."""
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, [touchpoint(k, T0 + timedelta(days=4 * k)) for k in range(50)]
+           + [ev("tw-1", "comment.posted", {"thread": "t", "text": "hi"},
+                 identity={"channel": "twitter", "handle": "heavy"}, at=at(T0 + timedelta(days=7)))])
+    live = Projector(tmp_path / "live.sqlite")
+    live.apply(log.records(0, 1000))
+    read_rows.clear()
+    head = log.head.position
+    commit(log, [ev("link-1", "identity.linked", {"channel": "twitter", "handle": "heavy"}, customer="c-heavy",
+                    at=at(T0 + timedelta(days=400)))])
+    live.apply(log.records(head, 100))
+    assert read_rows == [50 + 1 + 1]  # its 50, the identity's comment, the link
+    assert dump(tmp_path / "live.sqlite") == dump(one_pass(log, tmp_path / "whole.sqlite"))
+    live.close()
+    log.close()
