@@ -26,7 +26,7 @@ from engine import jetstream
 from engine.access import ENGINE_USER, Access
 from engine.datalock import DataLock
 from engine.ingest import Ingest
-from engine.log import DAMAGED, Log, LogError
+from engine.log import DAMAGED, Log, LogError, on_read_only_media
 from engine.natsserver import NatsServer, NatsServerError
 from engine.received import Received
 from engine.settings import REPLAY_MARKER, Settings, UsageError, without_credentials
@@ -184,6 +184,9 @@ async def serve_read_only(settings: Settings, announce: Callable[[str], None]) -
     no runner; the read models stand at the position they were built to."""
     if not settings.read_path.is_file():
         raise UsageError(f"no read models at {settings.read_path}: build them with engage replay or engage rebuild")
+    if on_read_only_media(settings.read_path):  # nothing can replace them there, nor take a lock
+        await _serve_read_only_locked(settings, announce)
+        return
     lock = DataLock(settings.data, shared=True)  # no rebuild replaces the read models under us
     lock.acquire()
     try:

@@ -21,7 +21,7 @@ import msgspec
 from commands.cases import ACTIVE, Case
 from commands.instants import rfc3339
 from commands.touchpoints import PERSONAL_FIELDS
-from engine.log import EVENTS_TABLE
+from engine.log import EVENTS_TABLE, on_read_only_media, read_only_uri
 from projections.advocacy import advocacy, explain_advocacy
 from projections.counts import counts_at
 from projections.engagement import LADDER, WINDOW, consent_granted, engagement, explain_engagement
@@ -77,11 +77,16 @@ class Reads:
 
     async def open(self) -> None:
         """Open for reading; the tables must exist (the runtime creates them before the runner starts)."""
+        # A snapshot on read-only media (an auditor's archive) is opened immutable: WAL readers
+        # need a shared-memory file they cannot make there (engine/log.py, on_read_only_media).
+        archived = on_read_only_media(self.path)
+        path, log_path = (read_only_uri(self.path), read_only_uri(self.log_path)) if archived else (
+            str(self.path), str(self.log_path))
         for _ in range(self._size):
-            db = await aiosqlite.connect(self.path, timeout=30)
+            db = await aiosqlite.connect(path, uri=archived, timeout=30)
             self._open.append(db)
             await db.execute("PRAGMA query_only=ON")
-            await db.execute("ATTACH DATABASE ? AS log", (str(self.log_path),))
+            await db.execute("ATTACH DATABASE ? AS log", (log_path,))
             self._idle.put_nowait(db)
 
     async def close(self) -> None:

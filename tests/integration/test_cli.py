@@ -657,6 +657,35 @@ def test_a_snapshot_on_read_only_media_can_be_audited(tmp_path: Path) -> None:
     assert cli("verify", "--data", str(tmp_path / "at-3"), cwd=tmp_path).stdout.startswith("ok: 3 records")
 
 
+def test_a_snapshot_on_read_only_media_can_be_served(tmp_path: Path) -> None:
+    """`engage up --read-only` over an auditor's archive: it took a lock file in the directory and
+    opened the read models for writing, and refused to start."""
+    data = tmp_path / "data"
+    log = Log(data / "log.sqlite")
+    log.commit([Received(ev(1, "customer.registered", {"name": "Ada"}, customer="c-ro"), "http", datetime.now(UTC)),
+                *(Received(ev(n, "idea.voted", {"idea": f"i-{n}"}, customer="c-ro"), "http", datetime.now(UTC))
+                  for n in range(2, 6))])
+    log.close()
+    assert cli("rebuild", "--data", str(data), cwd=tmp_path).returncode == 0
+    (data / "engage.lock").unlink()  # an archive holds the log and the read models
+    subprocess.run(["chattr", "+i", str(data)], check=True)
+    engine = EngineProcess(data, extra=["--read-only"])
+    try:
+        engine.start()
+        profile = httpx.get(f"{engine.http}/customers/c-ro", params={"as_of": "2026-10-02T00:00:00Z"})
+        assert profile.status_code == 200, profile.text
+        assert profile.json()["engagement"]["level"] == "participant"
+        timeline = httpx.get(f"{engine.http}/customers/c-ro/timeline").json()
+        assert sorted(item["position"] for item in timeline["items"]) == [1, 2, 3, 4, 5]
+        health = httpx.get(f"{engine.http}/health").json()
+        assert health["projections"]["read-models"]["position"] == 5 and health["status"] == "ok", health
+        assert engine.stop() == 0
+        assert sorted(p.name for p in data.iterdir()) == ["log.sqlite", "read.sqlite"]  # nothing written there
+    finally:
+        engine.kill()
+        subprocess.run(["chattr", "-i", str(data)], check=True)
+
+
 @pytest.mark.parametrize("command", [("export",), ("history", "c-pipe", "--json")])
 def test_a_reader_that_leaves_early_ends_the_output_quietly(tmp_path: Path, command: tuple[str, ...]) -> None:
     """`engage export | head -1`: more output than a pipe holds, and the reader goes after a line."""
