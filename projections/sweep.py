@@ -126,17 +126,16 @@ def _respan(con: sqlite3.Connection, batch: Swept, profile: str, mine: list[span
             resume: tuple[str, spans.Resume] | None) -> None:
     last = max((spans.sort_key(row[0], row[1]) for row in mine), default=spans.FULL)
     if resume is None:
-        whole = spans.respan(spans.History.from_rows(mine), last)
-        batch.engagement += [(profile, *span) for span in whole.engagement]
-        batch.advocacy += [(profile, *span) for span in whole.advocacy]
+        spanned = spans.respan(spans.History.from_rows(mine), last)
+        batch.engagement += [(profile, *span) for span in spanned.engagement]
+        batch.advocacy += [(profile, *span) for span in spanned.advocacy]
     else:
         since, state = resume
         history = spans.History.from_rows(mine, since, _earlier(con, profile, since, state.counted))
-        tail = spans.respan(history, max(last, state.last), state, since)
-        batch.tails.append((profile, since[:27], [(profile, *span) for span in tail.engagement],
-                            [(profile, *span) for span in tail.advocacy]))
-        whole = tail
-    batch.resumes.append((profile, whole.resume.last, spans.encode_resume(whole.resume)))
+        spanned = spans.respan(history, max(last, state.last), state, since)
+        batch.tails.append((profile, since[:27], [(profile, *span) for span in spanned.engagement],
+                            [(profile, *span) for span in spanned.advocacy]))
+    batch.resumes.append((profile, spanned.resume.last, spans.encode_resume(spanned.resume)))
 
 
 def _earlier(con: sqlite3.Connection, profile: str, since: str, counted: int) -> Callable[[], spans.Contributions]:
