@@ -3,6 +3,7 @@ models of a sweep done in one process, and a helper that fails leaves its share 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,32 @@ def test_a_shared_sweep_gives_the_same_read_models(log_path: Path, tmp_path: Pat
     shared = rebuilt(log_path, tmp_path / "shared.sqlite", bulk=bulk)
     assert len(dump(shared)["profiles"]) > 100  # the helper had a share to sweep
     assert dump(shared) == dump(alone)
+    assert "sweep helper" not in caplog.text  # its share came from the helper
+    assert helpers_left(tmp_path) == []
+
+
+def test_a_shared_sweep_of_profiles_with_later_events_respans_them_from_their_resume(
+        log_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A runner that stopped halfway and catches up: most profiles' new events sort after what it
+    swept, and the helper's share of them comes back as tails, spliced like the runner's own."""
+    alone = rebuilt(log_path, tmp_path / "alone.sqlite", bulk=False)
+    monkeypatch.setattr(sweep, "SHARED_FROM", 10)
+    log = Log(log_path, create=False)
+    projector = Projector(tmp_path / "twice.sqlite", clock=lambda: ANCHOR)
+    try:
+        projector.apply(log.records(0, 1500), respan=True)
+        while page := log.records(projector.position, 400):
+            projector.apply(page, respan=False)
+        con = sqlite3.connect(tmp_path / "twice.sqlite")
+        tails = con.execute("SELECT count(*) FROM dirty d JOIN span_state s ON s.profile = d.profile "
+                            "WHERE s.last < d.since").fetchone()[0]
+        con.close()
+        assert tails > 50, tails  # the sweep below has tails to share
+        projector.apply([], respan=True)
+    finally:
+        projector.close()
+        log.close()
+    assert dump(tmp_path / "twice.sqlite") == dump(alone)
     assert "sweep helper" not in caplog.text  # its share came from the helper
     assert helpers_left(tmp_path) == []
 
