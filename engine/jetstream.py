@@ -195,6 +195,22 @@ class Consumer:
         self._purging: asyncio.Task[None] | None = None
         self._running = False
         self._finished = asyncio.Event()
+        # For /health: why delivery last failed (until a fetch comes back), and why the last
+        # purge failed (until one succeeds: committed messages stay in the stream meanwhile).
+        self._delivery_error: str | None = None
+        self._purge_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    @property
+    def error(self) -> str | None:
+        """What keeps the consumer from taking touchpoints off the stream, or from clearing what it
+        committed off it, now; None when nothing does."""
+        if not self.nc.is_connected:
+            return "not connected to the NATS server (reconnecting)"
+        return self._delivery_error or self._purge_error
 
     async def run(self) -> None:
         """Consume until stop(). A closed connection ends it with ConnectionClosedError."""
@@ -213,10 +229,11 @@ class Consumer:
                 except Exception as e:
                     if self.nc.is_closed:
                         raise nats.errors.ConnectionClosedError from e
-                    if isinstance(e, BatchFailed):
+                    if isinstance(e, BatchFailed):  # the log's failure: /health says so under ingest
                         log.error("jetstream consumer: batch not acked; redelivering it in %.1f s", backoff,
                                   exc_info=e.__cause__)
                     else:
+                        self._delivery_error = f"delivery from JetStream failed: {_describe(e)}"
                         log.warning("jetstream consumer: %s; restarting delivery in %.1f s",
                                     _describe(e), backoff)
                     await self._unsubscribe()
@@ -261,11 +278,13 @@ class Consumer:
             self._fetching = self._fetch(sub)
         try:
             numbered, items = await self._fetching
+            self._delivery_error = None
         except asyncio.CancelledError:
             if self._stopping.is_set() and not _current_task_cancelling():
                 return  # stop() cancelled the fetch, not someone cancelling run()
             raise
         except (nats.errors.TimeoutError, TimeoutError):
+            self._delivery_error = None
             # An idle stream is not an error (nats-py's fetch raises its own TimeoutError, or a
             # bare asyncio one when the pull request's reply comes late). The server advances the
             # ack floor a moment after the acks, so the last batch may not have been purged yet:
@@ -341,8 +360,11 @@ class Consumer:
     async def _purge_in_background(self) -> None:
         try:
             await self._purge_acknowledged(settle=PURGE_WAIT)
+            self._purge_error = None
         except Exception as e:  # what is left is purged after the next acks, or when the stream idles
             if not self.nc.is_closed:
+                self._purge_error = (f"purging committed messages from the stream failed ({_describe(e)}): "
+                                     "they stay in it until a purge succeeds")
                 log.warning("jetstream consumer: purge failed: %s", _describe(e))
 
     async def _purge_acknowledged(self, *, settle: float = 0.0) -> None:

@@ -148,7 +148,8 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
             return outcomes
 
         consumer = jetstream.Consumer(nc, on_batch, batch=settings.batch, ack_wait=settings.ack_wait)
-        app = build_app(log_, ingest, reads, runner, access=access, commit_timeout=settings.commit_timeout)
+        app = build_app(log_, ingest, reads, runner, access=access, commit_timeout=settings.commit_timeout,
+                        consumer=consumer)
         http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
 
         supervising = asyncio.create_task(_supervise(server if settings.nats_url is None else None, runner, stopping),

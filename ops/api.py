@@ -23,6 +23,7 @@ from commands.parsing import MAX_BYTES
 from engine.access import Access
 from engine.chain import verify_chain
 from engine.ingest import Ingest
+from engine.jetstream import Consumer
 from engine.log import Log
 from engine.received import Received
 from engine.settings import COMMIT_TIMEOUT
@@ -164,7 +165,7 @@ def answer(items: list[bytes], outcomes: list[Outcome]) -> IngestAnswer:
 def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
               runner: Runner | RunnerProcess | None = None, *,
               clock: Callable[[], datetime] = lambda: datetime.now(UTC), access: Access | None = None,
-              commit_timeout: float = COMMIT_TIMEOUT) -> ASGIApp:
+              commit_timeout: float = COMMIT_TIMEOUT, consumer: Consumer | None = None) -> ASGIApp:
     """The app over a log; without `ingest` it only reads (a replay served with --read-only). With
     `access` (engage up --auth) every call but /health and /schema needs a token of a role allowed."""
 
@@ -230,6 +231,10 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
                 error = f"the log has not answered a commit for {waiting:.0f} s"
             answer["ingest"] = {"error": error}  # the last commit's failure, until one succeeds
             if error is not None:
+                answer["status"] = "degraded"
+        if consumer is not None:  # ingest from JetStream
+            answer["nats"] = {"connected": consumer.connected, "error": consumer.error}
+            if consumer.error is not None:
                 answer["status"] = "degraded"
         return answer
 

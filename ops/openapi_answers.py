@@ -128,7 +128,10 @@ HEALTH = _object({
     "read_only": Schema(type=OpenAPIType.BOOLEAN),
     "ingest": _object({"error": _nullable(_STRING)}, description="why the last commit failed, or that the log "
                       "has not answered one for 10 s (then status is degraded); not on a read-only engine"),
-}, optional=("ingest",))
+    "nats": _object({"connected": Schema(type=OpenAPIType.BOOLEAN), "error": _nullable(_STRING)},
+                    description="the JetStream consumer: not connected, delivery failing, or committed messages "
+                    "it could not purge from the stream (then status is degraded); not on a read-only engine"),
+}, optional=("ingest", "nats"))
 
 VERIFIED = _object({"ok": Schema(type=OpenAPIType.BOOLEAN), "records": _COUNT, "head_hash": _HASH,
                     "broken": _nullable(_object({"position": Schema(type=OpenAPIType.INTEGER, minimum=1),
