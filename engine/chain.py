@@ -43,6 +43,28 @@ def seal_encoded(position: int, recorded_at: str, event: bytes, prev_hash: str) 
     return Sealed(line=b'{"event":' + event + b',"hash":"' + digest.encode("ascii") + b'"' + tail, hash=digest)
 
 
+class Sealer:
+    """`seal_encoded` for the successive records of one batch, each chained to the one before: what
+    they share (`recorded_at`) is encoded once, and each record's `prev_hash` is the hash just made
+    (a hex digest, whose JSON is itself in quotes). Writes the same bytes as `seal_encoded`."""
+
+    __slots__ = ("_prev", "_recorded", "hash")
+
+    def __init__(self, recorded_at: str, prev_hash: str) -> None:
+        self._recorded = b',"recorded_at":' + _encode(recorded_at) + b"}"
+        self._prev = _encode(prev_hash)
+        self.hash = prev_hash  # the hash of the last record sealed (at first, the one before the batch)
+
+    def seal(self, position: int, event: bytes) -> bytes:
+        """The record (the line) at `position` whose event is `event` in canonical form."""
+        tail = b"".join((b',"position":', b"%d" % position, b',"prev_hash":', self._prev, self._recorded))
+        head = b'{"event":' + event
+        digest = hashlib.sha256(head + tail).hexdigest()
+        self.hash = digest
+        self._prev = quoted = b'"' + digest.encode("ascii") + b'"'
+        return b"".join((head, b',"hash":', quoted, tail))
+
+
 class Verified(msgspec.Struct, frozen=True):
     records: int  # how many records were checked
     head_hash: str  # the hash of the last record checked (ZERO_HASH for none)

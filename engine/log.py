@@ -40,13 +40,14 @@ from commands.instants import rfc3339
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
 from commands.parsing import canonical_json, digest_of, normalise_identity, parse
 from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_key
-from engine.chain import ZERO_HASH, seal_encoded
+from engine.chain import ZERO_HASH, Sealer
 from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text, key_id_of
 from engine.received import Received
 from engine.settings import Damaged, causes
 from engine.sql import IN_CHUNK, select_in
 
 LOG_ID = uuid.uuid5(uuid.NAMESPACE_URL, "urn:engage:log")
+_LOG_HEX = LOG_ID.hex  # the originator_id column of every row (see _hex)
 TOPIC = "engage:touchpoint/v1"
 
 SIDE_TABLES = [
@@ -154,8 +155,12 @@ class LogRecorder(SQLiteApplicationRecorder):
         """Append inside a transaction the caller holds (the side tables commit with it). One
         statement for the batch: the library's `_insert_events` runs one per event, for row ids
         this log does not need (each event's row id is its position, checked when the log opens)."""
-        c.executemany(self.insert_events_statement, [(_hex(s.originator_id), s.originator_version, s.topic, s.state)
-                                                     for s in stored])
+        self.insert_rows_within(c, [(_hex(s.originator_id), s.originator_version, s.topic, s.state) for s in stored])
+
+    def insert_rows_within(self, c: SQLiteCursor, rows: list[tuple[str, int, str, bytes]]) -> None:
+        """`insert_within` for rows already in the table's form: (originator id in hex, version,
+        topic, state)."""
+        c.executemany(self.insert_events_statement, rows)
 
 
 def _hex(originator_id: uuid.UUID | str) -> str:
@@ -450,8 +455,9 @@ class Log:
         recorded_at = rfc3339(moment)
         parsed = [_parse(item) for item in batch]
         outcomes: list[Outcome] = []
-        stored: list[StoredEvent] = []
-        position, prev = self._head.position, self._head.hash
+        stored: list[tuple[str, int, str, bytes]] = []  # rows of the events table (insert_rows_within)
+        position = self._head.position
+        sealer = Sealer(recorded_at, self._head.hash)
         try:
             with self._datastore.transaction(commit=True) as c:
                 touchpoints = [tp for tp in parsed if not isinstance(tp, Rejected)]
@@ -479,19 +485,17 @@ class Log:
                         continue
                     position += 1
                     form, key_id = self._stored_form(c, tp, encoded, recorded_at)
-                    sealed = seal_encoded(position, recorded_at, form, prev)
-                    prev = sealed.hash
-                    stored.append(StoredEvent(LOG_ID, position, TOPIC, sealed.line))
+                    stored.append((_LOG_HEX, position, TOPIC, sealer.seal(position, form)))
                     self._evolve(c, view, tp, digest, position, key_id)
                     outcomes.append(Accepted(position))
                 view.flush()
                 delivered.flush()
                 if stored:
-                    self._recorder.insert_within(c, stored)
+                    self._recorder.insert_rows_within(c, stored)
         except BaseException:
             self._keys.forget_uncommitted()
             raise
-        self._head = Head(position, prev, moment)
+        self._head = Head(position, sealer.hash, moment)
         if self._shred_due:
             self._shred_wal()
         return outcomes

@@ -10,7 +10,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.chain import seal_encoded
+from engine.chain import Sealer, seal_encoded
 
 text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40)
 scalar = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | text
@@ -31,3 +31,18 @@ def test_a_record_sealed_around_an_encoded_event_is_its_rfc8785_form(
     body: dict[str, Any] = {"position": position, "recorded_at": recorded_at, "event": event, "prev_hash": prev_hash}
     assert sealed.hash == hashlib.sha256(rfc8785.dumps(body)).hexdigest()
     assert sealed.line == rfc8785.dumps({**body, "hash": sealed.hash})
+
+
+@given(st.lists(st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=12), value, max_size=4),
+                min_size=1, max_size=5),
+       st.integers(1, 2**53 - 10), text, st.text(alphabet="0123456789abcdef", min_size=64, max_size=64))
+def test_a_batch_sealed_in_a_row_writes_what_sealing_each_record_writes(
+        events: list[dict[str, Any]], first: int, recorded_at: str, prev_hash: str) -> None:
+    sealer = Sealer(recorded_at, prev_hash)
+    prev = prev_hash
+    for position, event in enumerate(events, start=first):
+        encoded = msgspec.json.encode(event, order="sorted")
+        expected = seal_encoded(position, recorded_at, encoded, prev)
+        assert sealer.seal(position, encoded) == expected.line
+        assert sealer.hash == expected.hash
+        prev = expected.hash
