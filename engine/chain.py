@@ -35,18 +35,17 @@ def seal(position: int, recorded_at: str, event: dict[str, Any], prev_hash: str)
 
 
 def seal_encoded(position: int, recorded_at: str, event: bytes, prev_hash: str) -> Sealed:
-    """`seal` for an event already in its canonical form: the record is written around it, the
-    event encoded once. The keys in canonical order are event, hash, position, prev_hash,
-    recorded_at, so the line is the hashed form with `"hash":"…",` after the event."""
-    tail = b',"position":%d,"prev_hash":%s,"recorded_at":%s}' % (position, _encode(prev_hash), _encode(recorded_at))
-    digest = hashlib.sha256(b'{"event":' + event + tail).hexdigest()
-    return Sealed(line=b'{"event":' + event + b',"hash":"' + digest.encode("ascii") + b'"' + tail, hash=digest)
+    """`seal` for an event already in its canonical form (see Sealer)."""
+    sealer = Sealer(recorded_at, prev_hash)
+    return Sealed(line=sealer.seal(position, event), hash=sealer.hash)
 
 
 class Sealer:
-    """`seal_encoded` for the successive records of one batch, each chained to the one before: what
-    they share (`recorded_at`) is encoded once, and each record's `prev_hash` is the hash just made
-    (a hex digest, whose JSON is itself in quotes). Writes the same bytes as `seal_encoded`."""
+    """Seals the successive records of one batch, each chained to the one before. The record is
+    written around the event's canonical form, the event encoded once: the keys in canonical order
+    are event, hash, position, prev_hash, recorded_at, so the line is the hashed form with
+    `"hash":"…",` after the event. What the records share (`recorded_at`) is encoded once, and
+    each one's `prev_hash` is the hash just made (a hex digest, whose JSON is itself in quotes)."""
 
     __slots__ = ("_prev", "_recorded", "hash")
 
