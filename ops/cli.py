@@ -112,8 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     to.add_argument("--nats", metavar="URL", help="a NATS server, e.g. nats://127.0.0.1:4222")
     emit.add_argument("--subject", default="touchpoints.emit", help="NATS subject (under touchpoints.)")
     emit.add_argument("--token", default=os.environ.get("ENGAGE_TOKEN"),
-                      help="a producer token for an engine run with --auth (HTTP) [ENGAGE_TOKEN]; over NATS put "
-                           "it in the URL: nats://NAME:TOKEN@host:4222")
+                      help="a producer token for an engine run with --auth [ENGAGE_TOKEN]; over NATS with its name "
+                           "(--token-name), or both in the URL: nats://NAME:TOKEN@host:4222 (which ps shows)")
+    emit.add_argument("--token-name", default=os.environ.get("ENGAGE_TOKEN_NAME"), metavar="NAME",
+                      help="over NATS: the token's name, [tokens.NAME] in the engine's auth file "
+                           "[ENGAGE_TOKEN_NAME]")
 
     verify = sub.add_parser("verify", help="verify the hash chain of a data directory or an export",
                             description="Exit 0 when the chain is intact; else exit 1 naming the first bad position.",
@@ -336,7 +339,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
                 if not args.subject.startswith("touchpoints."):
                     raise UsageError(f"--subject {args.subject}: the engine reads touchpoints.>")
                 parse_nats_url(args.nats)
-                asyncio.run(emit.emit_nats(args.nats, lines, progress, args.subject, counts=counts))
+                asyncio.run(emit.emit_nats(args.nats, lines, progress, args.subject, counts=counts,
+                                           login=_nats_login(args)))
     except (KeyboardInterrupt, UsageError):
         if counts:
             _print_counts(counts)
@@ -345,6 +349,17 @@ def cmd_emit(args: argparse.Namespace) -> int:
         raise
     _print_counts(counts)
     return 0
+
+
+def _nats_login(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The producer `emit --nats` logs in as: credentials in the URL win; else a token (flag or
+    ENGAGE_TOKEN) with its name, which keeps the token out of the command line."""
+    if "@" in args.nats or (args.token is None and args.token_name is None):
+        return None
+    if args.token is None or args.token_name is None:
+        raise UsageError("over NATS a producer logs in with its token and the token's name: give both --token "
+                         "(or ENGAGE_TOKEN) and --token-name (or ENGAGE_TOKEN_NAME)")
+    return args.token_name, args.token
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

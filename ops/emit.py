@@ -71,10 +71,11 @@ def event_id(line: bytes) -> str | None:
 
 
 async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], None],
-                    subject: str = SUBJECT, counts: Counter[str] | None = None) -> Counter[str]:
+                    subject: str = SUBJECT, counts: Counter[str] | None = None,
+                    login: tuple[str, str] | None = None) -> Counter[str]:
     """Publish each event with its id as `Nats-Msg-Id`; counts what JetStream acknowledged (into
     `counts`, as emit_http). The engine decides outcomes asynchronously: they show in /stats and
-    /rejects."""
+    /rejects. `login`: (user, password), when they are not in the URL."""
     import nats
     from nats.errors import NoServersError
     from nats.js.errors import APIError, NoStreamResponseError
@@ -86,11 +87,14 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
 
     shown = without_credentials(url)
     try:
-        nc = await nats.connect(nats_servers(url), connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet)
+        user, password = login or (None, None)
+        nc = await nats.connect(nats_servers(url), connect_timeout=5, max_reconnect_attempts=1, error_cb=quiet,
+                                user=user, password=password)
     except (NoServersError, OSError) as e:
         if any("authorization" in str(error).lower() for error in errors):
-            raise UsageError(f"NATS at {shown} refused the credentials: put a producer's token in the URL, "
-                             "nats://NAME:TOKEN@host:port") from None
+            as_whom = f" of {login[0]}" if login else ""
+            raise UsageError(f"NATS at {shown} refused the credentials{as_whom}: give a producer's token and its "
+                             "name (--token and --token-name, or nats://NAME:TOKEN@host:port)") from None
         raise UsageError(f"cannot reach NATS at {shown}: {e}; is `engage up` running there?") from None
     js = nc.jetstream()
     counts = Counter() if counts is None else counts

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
-from tests.integration.engine_process import EngineProcess, engage
+from tests.integration.engine_process import ENGAGE, EngineProcess, engage
 from tests.samples import ev
 
 TOKENS = {role: f"{role}-{secrets.token_hex(16)}" for role in ("producer", "reader", "agent", "auditor", "admin")}
@@ -156,6 +158,29 @@ def test_emit_over_nats_with_a_wrong_token_says_so_without_printing_it(engine: E
         assert done.returncode == 2 and done.stdout == "", done
         assert done.stderr.count("\n") == 1 and "refused the credentials" in done.stderr, done.stderr
         assert token not in done.stderr and f"{name}:***@" in done.stderr
+
+
+def test_emit_over_nats_logs_in_with_a_token_from_the_environment(engine: EngineProcess, tmp_path: Path) -> None:
+    """The token in the URL shows in ps; ENGAGE_TOKEN and ENGAGE_TOKEN_NAME keep it out of it."""
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(ev("env-1", "idea.voted", {"idea": "i"}) + b"\n")
+
+    def emit(**env: str) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGE_")}
+        return subprocess.run([*ENGAGE, "emit", str(events), "--nats", engine.nats], capture_output=True, text=True,
+                              timeout=60, env={**clean, **env})
+
+    done = emit(ENGAGE_TOKEN=TOKENS["producer"], ENGAGE_TOKEN_NAME="producer-app")
+    assert done.returncode == 0 and "published" in done.stdout, done
+    deadline = time.time() + 30
+    while "e-env-1" not in httpx.get(engine.http + "/customers/c-1/timeline", headers=bearer("reader")).text:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    refused = emit(ENGAGE_TOKEN=WRONG, ENGAGE_TOKEN_NAME="producer-app")
+    assert refused.returncode == 2 and "refused the credentials of producer-app" in refused.stderr, refused
+    assert WRONG not in refused.stderr and refused.stderr.count("\n") == 1
+    nameless = emit(ENGAGE_TOKEN=TOKENS["producer"])
+    assert nameless.returncode == 2 and "--token-name" in nameless.stderr and nameless.stderr.count("\n") == 1
 
 
 async def test_nats_lets_only_producers_publish_touchpoints(engine: EngineProcess) -> None:
