@@ -73,15 +73,39 @@ async def run(settings: Settings, *, announce: Callable[[str], None] = print) ->
         return
     if (settings.data / REPLAY_MARKER).exists():
         raise UsageError(f"{settings.data} holds a replay (engage replay): serve it with --read-only")
-    lock = DataLock(settings.data)
-    lock.acquire()
+    # Ports first: an `up` refused for a port in use writes nothing (no empty log, no data directory).
+    sock = bind(settings.listen_host, settings.listen_port)
     try:
-        await _run_locked(settings, announce, lock)
+        if settings.nats_url is None:
+            _nats_port_free(_nats_host(settings), settings.nats_port)
+        lock = DataLock(settings.data)
+        lock.acquire()
+        try:
+            await _run_locked(settings, announce, lock, sock)
+        finally:
+            lock.release()
     finally:
-        lock.release()
+        sock.close()
 
 
-async def _run_locked(settings: Settings, announce: Callable[[str], None], lock: DataLock) -> None:
+def _nats_host(settings: Settings) -> str:
+    """Where the engine's own nats-server listens: beside HTTP with --auth, else on loopback only."""
+    return settings.listen_host if settings.auth is not None else "127.0.0.1"
+
+
+def _nats_port_free(host: str, port: int) -> None:
+    """A port nats-server could not take, said before anything is written (it says it too, later)."""
+    if port == 0:
+        return
+    try:
+        bind(host, port).close()
+    except UsageError:
+        raise UsageError(f"NATS port {host}:{port} is already in use: choose another with --nats-port "
+                         "(0 picks a free one)") from None
+
+
+async def _run_locked(settings: Settings, announce: Callable[[str], None], lock: DataLock,
+                      sock: socket.socket) -> None:
     access = None if settings.auth is None else Access.load(settings.auth)
     writer = WriterProcess(settings.log_path, keep_fds=[lock.fd])
     try:
@@ -117,11 +141,9 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
         reads = Reads(settings.read_path, settings.log_path)
         await reads.open()
         stack.push_async_callback(reads.close)
-        sock = bind(settings.listen_host, settings.listen_port)
-        stack.callback(sock.close)
         nats_url = settings.nats_url
         if nats_url is None:
-            server = NatsServer(settings.nats_dir, host=settings.listen_host if access else "127.0.0.1",
+            server = NatsServer(settings.nats_dir, host=_nats_host(settings),
                                 port=settings.nats_port,
                                 authorization=access.nats_authorization() if access else ())
             # From the main thread, not a worker: the child's parent-death signal is tied to the

@@ -152,6 +152,7 @@ def test_http_port_in_use(tmp_path: Path) -> None:
         r = cli("up", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{port}", "--nats-port", "0",
                 cwd=tmp_path)
     one_line_error(r, f"127.0.0.1:{port}", "in use", "--listen")
+    assert not (tmp_path / "data").exists()  # refused before anything was written
 
 
 def test_nats_port_in_use(tmp_path: Path) -> None:
@@ -162,8 +163,9 @@ def test_nats_port_in_use(tmp_path: Path) -> None:
         http = free_port()
         r = cli("up", "--data", str(tmp_path / "data"), "--listen", f"127.0.0.1:{http}", "--nats-port", str(port),
                 cwd=tmp_path)
-    one_line_error(r, "NATS", str(port), "in use")
+    one_line_error(r, "NATS", str(port), "in use", "--nats-port")
     assert not port_open(http), "the HTTP port is left open after a failed start"
+    assert not (tmp_path / "data").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize("where", ["a regular file", "a path under a regular file", "a log that is not SQLite"])
