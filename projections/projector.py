@@ -25,7 +25,7 @@ from projections.advocacy import weight
 from projections.directory import Directory, Link, Origin, customer_origin
 from projections.engagement import RANK, rung_of
 from projections.sla import TARGETS, minutes
-from projections.spans import FULL, sort_key, window_floor
+from projections.spans import FULL, sort_key
 from projections.store import (
     BEGINNING,
     DEFERRED_INDEXES,
@@ -174,9 +174,8 @@ class Projector:
             self.con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?)", self._rows)
             self._write_cases()
             self.con.executemany("INSERT OR IGNORE INTO profiles VALUES (?)", self._in_profiles.new(self._profiles))
-            self.con.executemany("INSERT INTO dirty VALUES (?,?,?) ON CONFLICT (profile) DO UPDATE SET "
-                                 "since = min(since, excluded.since), floor = min(floor, excluded.floor)",
-                                 self._marks(dirty))
+            self.con.executemany("INSERT INTO dirty VALUES (?,?) ON CONFLICT (profile) DO UPDATE SET "
+                                 "since = min(since, excluded.since)", self._marks(dirty))
             if respan:
                 self._respan_dirty(shared=last_hash is None)  # nothing folded in this transaction
             counts.move(self.con, self._clock())
@@ -199,15 +198,13 @@ class Projector:
 
     # --- one event -------------------------------------------------------------------------------
 
-    def _marks(self, dirty: dict[str, str]) -> list[tuple[str, str, str]]:
+    def _marks(self, dirty: dict[str, str]) -> list[tuple[str, str]]:
         """The page's dirty marks to write: those new, or earlier than the one written before."""
-        rows = []
-        for profile, since in sorted(dirty.items()):
-            if since < self._marked.get(profile, _ABOVE):
-                rows.append((profile, since, FULL if since == FULL else window_floor(since)))
+        rows = [(profile, since) for profile, since in sorted(dirty.items())
+                if since < self._marked.get(profile, _ABOVE)]
         if len(self._marked) + len(rows) > KEYS_KEPT:
             self._marked.clear()  # forgetting only costs writes that change nothing
-        self._marked.update((profile, since) for profile, since, _ in rows)
+        self._marked.update(rows)
         return rows
 
     def _fold(self, position: int, ev: Logged, line: bytes, dirty: dict[str, str]) -> None:

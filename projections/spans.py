@@ -13,9 +13,12 @@ a span's value is the same fold evaluated at the span's start.
 
 A profile's spans before an instant depend only on its events up to that instant. So when new
 events sort after all of a profile's history (its latest touchpoints, the usual case), `respan`
-computes its spans only from the first of them on, from the fold's state after its last event
-(`Resume`, kept beside the spans) and the events of the 90-day window before that instant: the
-cost goes with what is new, not with the profile's whole history.
+computes its spans only from the first of them on, from the folds' state after its last event
+(`Resume`, kept beside the spans): the cost goes with what is new, not with the profile's
+history, however much of it lies in the 90-day window. For engagement that state is the stated
+level, the consent, and the latest two events at each rung: a level needs one or two events at
+its rung or above in the window (THRESHOLDS), so whether it is reached at any later instant
+depends on the latest two at or above it alone, and those are among the latest two of each rung.
 """
 from __future__ import annotations
 
@@ -52,10 +55,9 @@ Contributions = list[tuple[datetime, float]]
 class History(NamedTuple):
     """A profile's events as the folds need them, each list sorted by (occurred_at, id).
 
-    A history `since` a sort key (a respan of what follows a `Resume`) holds the statements,
-    consents and contributions from that key on, and every rung it was given (those of the window
-    before it too): the rest of the past is in the Resume. Only a tier decision within rounding
-    of a threshold needs the contributions before it: `earlier` loads them then."""
+    A history `since` a sort key (a respan of what follows a `Resume`) holds the events from that
+    key on: the rest of the past is in the Resume. Only a tier decision within rounding of a
+    threshold needs the contributions before it: `earlier` loads them then."""
 
     rungs: list[tuple[datetime, int]]
     statements: list[tuple[datetime, str, str | None]]
@@ -76,11 +78,11 @@ class History(NamedTuple):
         """`earlier`, for a history `since` a key: the contributions before it (any order)."""
         rungs, statements, consents, contributions = [], [], [], []
         for occurred_at, event_id, _type, rung, w, detail in sorted(rows, key=lambda r: (r[0], r[1])):
+            if since is not None and occurred_at + event_id < since:
+                continue  # before what is new: the Resume holds it
             at = instant(occurred_at)
             if rung is not None:
                 rungs.append((at, rung))
-            if since is not None and occurred_at + event_id < since:
-                continue  # before what is new: the Resume holds it
             if w is not None:
                 contributions.append((at, w))
             if _type == "preferences.stated":
@@ -105,6 +107,7 @@ class Resume(msgspec.Struct, array_like=True, frozen=True):
     last: str  # that event's sort_key
     stated: str | None  # the stated level in force (engagement)
     withheld: bool  # profiling consent withdrawn
+    recent: list[tuple[str, int]]  # the latest RECENT events of each rung: (sortable instant, rank), in order
     origin: str | None  # r, the first contribution's sortable instant (None: no contribution yet)
     offset: int  # µs from r to the last contribution
     partials: list[float]  # Shewchuk partials of S
@@ -125,11 +128,19 @@ def decode_resume(blob: bytes) -> Resume:
     return _resume_decoder.decode(blob)
 
 
-def window_floor(key: str) -> str:
-    """For a respan from the event at sort key `key`: the instant from which the rungs that can
-    still be in the 90-day window count (every rung before it has left the window by then)."""
-    at = instant(key[:27])
-    return BEGINNING if at - _FIRST_INSTANT < WINDOW else sortable(at - WINDOW)
+RECENT = max(THRESHOLDS.values())  # events of each rung a Resume keeps (see the module's docstring)
+
+
+def _recent(rungs: list[tuple[datetime, int]]) -> list[tuple[str, int]]:
+    """The last RECENT of each rank in `rungs` (sorted by occurred_at and id), in their order."""
+    seen = [0] * len(LADDER)
+    kept = []
+    for at, rank in reversed(rungs):
+        if seen[rank] < RECENT:
+            seen[rank] += 1
+            kept.append((sortable(at), rank))
+    kept.reverse()
+    return kept
 
 
 class Respanned(NamedTuple):
@@ -149,6 +160,7 @@ def respan(h: History, last: str, resume: Resume | None = None, since: str = FUL
         stated, withheld = None, False
     else:
         cut = instant(since[:27])
+        h = h._replace(rungs=[(instant(at), rank) for at, rank in resume.recent] + h.rungs)  # all before h's
         engagement = _engagement(h, cut, resume.stated, resume.withheld)
         advocacy, sums = _advocacy(h, cut, resume)
         stated, withheld = resume.stated, resume.withheld
@@ -156,7 +168,7 @@ def respan(h: History, last: str, resume: Resume | None = None, since: str = FUL
         stated = h.statements[-1][2]
     if h.consents:
         withheld = not h.consents[-1][2]
-    return Respanned(engagement, advocacy, Resume(last, stated, withheld, *sums))
+    return Respanned(engagement, advocacy, Resume(last, stated, withheld, _recent(h.rungs), *sums))
 
 
 def engagement_spans(h: History) -> list[tuple[str, str, str, str, str | None]]:

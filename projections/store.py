@@ -67,9 +67,8 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS engagement_spans_starting ON engagement_spans(start, end, level, observed, stated)",
     "CREATE INDEX IF NOT EXISTS advocacy_spans_starting ON advocacy_spans(start, end, tier)",
     # Profiles whose spans wait to be recomputed: while catching up, each is swept once at the end.
-    # `since`: the sort key (projections/spans.py) of the first event to fold, '' for the whole
-    # history; `floor`: the instant from which its events are read when its Resume ends before it.
-    "CREATE TABLE IF NOT EXISTS dirty (profile TEXT PRIMARY KEY, since TEXT NOT NULL, floor TEXT NOT NULL)",
+    # `since`: the sort key (projections/spans.py) of the first event to fold, '' for the whole history.
+    "CREATE TABLE IF NOT EXISTS dirty (profile TEXT PRIMARY KEY, since TEXT NOT NULL)",
     # Each profile's folds after its last event as of the last sweep (spans.Resume), from which a
     # sweep respans only what follows.
     "CREATE TABLE IF NOT EXISTS span_state (profile TEXT PRIMARY KEY, last TEXT NOT NULL, resume BLOB NOT NULL)",

@@ -2,9 +2,9 @@
 
 A profile whose new events all sort after its history as last swept (its Resume, in table
 span_state, ends before the `since` of its dirty mark) is respanned from the first of them on: the
-sweep reads only its events of the 90-day window before that instant and later (the mark's
-`floor`), and the runner keeps its spans before the cut (a "tail"). Any other profile (new, linked,
-or with an event that sorts into its past) is respanned from its whole history.
+sweep reads only its events from that instant on, and the runner keeps its spans before the cut
+(a "tail"). Any other profile (new, linked, or with an event that sorts into its past) is
+respanned from its whole history.
 
 The runner sweeps a key range of the dirty profiles at a time. A large sweep (the end of a rebuild
 or of a long catch-up) is shared with a helper process (`python -m projections.sweep`), which
@@ -98,12 +98,12 @@ def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[Swept]:
                if last is not None and last < since}
     # Only origins that carried an event have rows, and `origins.owner` is the profile their
     # events belong to now (kept by the runner's _link and _erase), so this join is each history
-    # (from the floor of its dirty mark on, for a profile respanned from its Resume).
+    # (from the instant of its dirty mark's `since` on, for a profile respanned from its Resume).
     rows = con.execute(
         "SELECT o.owner, e.occurred_at, e.id, e.type, e.rung, e.weight, e.detail "
         "FROM dirty d JOIN profiles p ON p.key = d.profile LEFT JOIN span_state s ON s.profile = d.profile "
         "JOIN origins o ON o.owner = d.profile JOIN events e ON e.oid = o.oid "
-        "AND e.occurred_at >= (CASE WHEN s.last < d.since THEN d.floor ELSE '' END) "
+        "AND e.occurred_at >= (CASE WHEN s.last < d.since THEN substr(d.since, 1, 27) ELSE '' END) "
         "WHERE d.profile >= ? AND d.profile <= ? ORDER BY o.owner",
         (profiles[0], profiles[-1]))
     groups = itertools.groupby(rows, key=lambda row: row[0])  # both in the same (binary) order

@@ -13,8 +13,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.spans import Contributions, History, Respanned, Row, respan, sort_key, window_floor
-from projections.store import sortable
+from projections.spans import Contributions, History, Respanned, Row, respan, sort_key
+from projections.store import END, sortable
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 # Two years of instants, in clusters (a window's worth of events, then a gap), and ties.
@@ -75,10 +75,9 @@ def test_a_respan_from_a_resume_equals_a_respan_of_the_whole_history(history: tu
     spanned: Respanned = respan(History.from_rows(rows[:bounds[0]]), last_key(rows[:bounds[0]]))
     for start, end in itertools.pairwise(bounds):
         since = sort_key(rows[start][0], rows[start][1])
-        floor = window_floor(since)
-        # What the sweep reads for a profile with a Resume: its events from the window's floor on,
+        # What the sweep reads for a profile with a Resume: its events from the cut's instant on,
         # and, when a tier decision is within rounding of a threshold, its contributions before.
-        seen = [row for row in rows[:end] if row[0] >= floor]
+        seen = [row for row in rows[:end] if row[0] >= rows[start][0]]
         earlier = History.from_rows(rows[:start]).contributions
         tail = respan(History.from_rows(seen, since, loader(earlier)), last_key(rows[:end]), spanned.resume, since)
         assert tail.engagement[0][0] == tail.advocacy[0][0] == rows[start][0]  # both start at the cut
@@ -87,19 +86,23 @@ def test_a_respan_from_a_resume_equals_a_respan_of_the_whole_history(history: tu
     assert spanned == whole
 
 
-def test_a_chunk_of_later_events_needs_only_the_window_before_it() -> None:
-    """A purchase every 30 days for two years, then one more: the tail reads the three purchases
-    of the 90 days before the new one and still ends where the whole history does."""
-    rows: list[Row] = [(sortable(START + timedelta(days=30 * k)), f"p{k:02d}", "purchase.completed", 1, None, None)
-                       for k in range(25)]
+def test_a_later_event_is_spanned_from_the_latest_two_of_each_rung() -> None:
+    """Purchases and reviews every 10 days for two years, then one more purchase: the respan
+    reads only the new event, and the Resume keeps the latest two purchases and reviews, which
+    decide every later level (a level needs one or two events at or above its rung)."""
+    rows: list[Row] = [(sortable(START + timedelta(days=10 * k)), f"p{k:02d}",
+                        *(("purchase.completed", 1) if k % 2 else ("review.posted", 3)), None, None)
+                       for k in range(73)]
     old, new = rows[:-1], rows[-1:]
     since = sort_key(new[0][0], new[0][1])
-    seen = [row for row in rows if row[0] >= window_floor(since)]
-    assert len(seen) == 4
     before = respan(History.from_rows(old), last_key(old))
-    tail = respan(History.from_rows(seen, since, lambda: []), last_key(rows), before.resume, since)
+    assert [rank for _, rank in before.resume.recent] == [3, 1, 3, 1]  # days 680, 690, 700, 710
+    tail = respan(History.from_rows(new, since, loader([])), last_key(rows), before.resume, since)
     whole = respan(History.from_rows(rows), last_key(rows))
     assert tail.resume == whole.resume
-    # transactional since the first purchase: the tail's first span is that one's continuation
-    assert tail.engagement[0][:3] == (new[0][0], sortable(START + timedelta(days=30 * 24 + 90)), "transactional")
     assert splice(before.engagement, tail.engagement) == whole.engagement
+    # Contributor from the second review (day 20) on, while two reviews are in the window, until
+    # day 700's leaves it; then the review of day 720 alone is transactional, until it leaves too.
+    day = [sortable(START + timedelta(days=n)) for n in (20, 790, 810)]
+    assert [span[:3] for span in whole.engagement[-3:]] == [
+        (day[0], day[1], "contributor"), (day[1], day[2], "transactional"), (day[2], END, "inactive")]
