@@ -25,7 +25,6 @@ from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -47,7 +46,7 @@ from engine.settings import Damaged, causes
 from engine.sql import IN_CHUNK, select_in
 
 LOG_ID = uuid.uuid5(uuid.NAMESPACE_URL, "urn:engage:log")
-_LOG_HEX = LOG_ID.hex  # the originator_id column of every row (see _hex)
+_LOG_HEX = LOG_ID.hex  # the originator_id column of every row
 TOPIC = "engage:touchpoint/v1"
 
 SIDE_TABLES = [
@@ -151,20 +150,12 @@ class LogRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *SIDE_TABLES]
 
-    def insert_within(self, c: SQLiteCursor, stored: Sequence[StoredEvent]) -> None:
-        """Append inside a transaction the caller holds (the side tables commit with it). One
-        statement for the batch: the library's `_insert_events` runs one per event, for row ids
-        this log does not need (each event's row id is its position, checked when the log opens)."""
-        self.insert_rows_within(c, [(_hex(s.originator_id), s.originator_version, s.topic, s.state) for s in stored])
-
-    def insert_rows_within(self, c: SQLiteCursor, rows: list[tuple[str, int, str, bytes]]) -> None:
-        """`insert_within` for rows already in the table's form: (originator id in hex, version,
-        topic, state)."""
+    def insert_within(self, c: SQLiteCursor, rows: list[tuple[str, int, str, bytes]]) -> None:
+        """Append rows of the events table (originator id in hex, version, topic, state) inside a
+        transaction the caller holds (the side tables commit with it). One statement for the
+        batch: the library's `_insert_events` runs one per event, for row ids this log does not
+        need (each event's row id is its position, checked when the log opens)."""
         c.executemany(self.insert_events_statement, rows)
-
-
-def _hex(originator_id: uuid.UUID | str) -> str:
-    return originator_id.hex if isinstance(originator_id, uuid.UUID) else originator_id
 
 
 def on_read_only_media(path: Path) -> bool:
@@ -455,7 +446,7 @@ class Log:
         recorded_at = rfc3339(moment)
         parsed = [_parse(item) for item in batch]
         outcomes: list[Outcome] = []
-        stored: list[tuple[str, int, str, bytes]] = []  # rows of the events table (insert_rows_within)
+        stored: list[tuple[str, int, str, bytes]] = []  # rows of the events table (insert_within)
         position = self._head.position
         sealer = Sealer(recorded_at, self._head.hash)
         try:
@@ -491,7 +482,7 @@ class Log:
                 view.flush()
                 delivered.flush()
                 if stored:
-                    self._recorder.insert_rows_within(c, stored)
+                    self._recorder.insert_within(c, stored)
         except BaseException:
             self._keys.forget_uncommitted()
             raise
