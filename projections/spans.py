@@ -64,6 +64,7 @@ class History(NamedTuple):
     consents: list[tuple[datetime, str, bool]]  # purpose `profiling` only
     contributions: Contributions
     earlier: Callable[[], Contributions] | None = None
+    last: str = ""  # the sort key of its last event (FULL: none)
 
     def prefix(self, counted: int) -> Contributions:
         """The first `counted` contributions of the whole history (those score() sums at a point)."""
@@ -77,7 +78,8 @@ class History(NamedTuple):
                   earlier: Callable[[], Contributions] | None = None) -> History:
         """`earlier`, for a history `since` a key: the contributions before it (any order)."""
         rungs, statements, consents, contributions = [], [], [], []
-        for occurred_at, event_id, _type, rung, w, detail in sorted(rows, key=lambda r: (r[0], r[1])):
+        ordered = sorted(rows, key=lambda r: (r[0], r[1]))
+        for occurred_at, event_id, _type, rung, w, detail in ordered:
             if since is not None and occurred_at + event_id < since:
                 continue  # before what is new: the Resume holds it
             at = instant(occurred_at)
@@ -89,7 +91,8 @@ class History(NamedTuple):
                 statements.append((at, event_id, detail or None))
             elif _type == "consent.changed" and detail is not None and detail.startswith("profiling:"):
                 consents.append((at, event_id, detail.endswith(":granted")))
-        return cls(rungs, statements, consents, contributions, earlier)
+        last = sort_key(ordered[-1][0], ordered[-1][1]) if ordered else FULL
+        return cls(rungs, statements, consents, contributions, earlier, last)
 
 
 def sort_key(occurred_at: str, event_id: str) -> str:
@@ -129,16 +132,19 @@ def decode_resume(blob: bytes) -> Resume:
 
 
 RECENT = max(THRESHOLDS.values())  # events of each rung a Resume keeps (see the module's docstring)
+_RECENT_ALL = RECENT * (len(LADDER) - 1)  # rank 0, inactive, has no events
 
 
 def _recent(rungs: list[tuple[datetime, int]]) -> list[tuple[str, int]]:
     """The last RECENT of each rank in `rungs` (sorted by occurred_at and id), in their order."""
     seen = [0] * len(LADDER)
-    kept = []
+    kept: list[tuple[str, int]] = []
     for at, rank in reversed(rungs):
         if seen[rank] < RECENT:
             seen[rank] += 1
             kept.append((sortable(at), rank))
+            if len(kept) == _RECENT_ALL:
+                break  # every rung has its latest
     kept.reverse()
     return kept
 

@@ -124,15 +124,15 @@ def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[Swept]:
 
 def _respan(con: sqlite3.Connection, batch: Swept, profile: str, mine: list[spans.Row],
             resume: tuple[str, spans.Resume] | None) -> None:
-    last = max((spans.sort_key(row[0], row[1]) for row in mine), default=spans.FULL)
     if resume is None:
-        spanned = spans.respan(spans.History.from_rows(mine), last)
+        history = spans.History.from_rows(mine)
+        spanned = spans.respan(history, history.last)
         batch.engagement += [(profile, *span) for span in spanned.engagement]
         batch.advocacy += [(profile, *span) for span in spanned.advocacy]
     else:
         since, state = resume
         history = spans.History.from_rows(mine, since, _earlier(con, profile, since, state.counted))
-        spanned = spans.respan(history, max(last, state.last), state, since)
+        spanned = spans.respan(history, max(history.last, state.last), state, since)
         batch.tails.append((profile, since[:27], [(profile, *span) for span in spanned.engagement],
                             [(profile, *span) for span in spanned.advocacy]))
     batch.resumes.append((profile, spanned.resume.last, spans.encode_resume(spanned.resume)))
