@@ -630,17 +630,23 @@ def test_a_damaged_log_file_is_a_break_for_verify_and_one_line_for_export(tmp_pa
         assert not (tmp_path / "out.jsonl").exists()  # no half export
 
 
+def archive(tmp_path: Path) -> Path:
+    """A data directory of five events of c-ro, rebuilt: what an auditor archives."""
+    data = tmp_path / "data"
+    log = Log(data / "log.sqlite")
+    log.commit([Received(ev(1, "customer.registered", {"name": "Ada"}, customer="c-ro"), "http", datetime.now(UTC)),
+                *(Received(ev(n, "idea.voted", {"idea": f"i-{n}"}, customer="c-ro"), "http", datetime.now(UTC))
+                  for n in range(2, 6))])
+    log.close()
+    assert cli("rebuild", "--data", str(data), cwd=tmp_path).returncode == 0
+    return data
+
+
 def test_a_snapshot_on_read_only_media_can_be_audited(tmp_path: Path) -> None:
     """An auditor's archive (a read-only mount; here an immutable directory, chattr +i): WAL
     readers need a shared-memory file they cannot make there, and every audit tool failed with
     'unable to open database file'."""
-    data = tmp_path / "data"
-    log = Log(data / "log.sqlite")
-    log.commit([Received(ev(1, "customer.registered", {"name": "Ada"}, customer="c-ro"), "http", datetime.now(UTC)),
-                *(Received(ev(n, "idea.voted", {"idea": "i"}, customer="c-ro"), "http", datetime.now(UTC))
-                  for n in range(2, 6))])
-    log.close()
-    assert cli("rebuild", "--data", str(data), cwd=tmp_path).returncode == 0
+    data = archive(tmp_path)
     subprocess.run(["chattr", "+i", str(data)], check=True)
     try:
         verified = cli("verify", "--data", str(data), cwd=tmp_path)
@@ -662,13 +668,7 @@ def test_a_snapshot_on_read_only_media_can_be_audited(tmp_path: Path) -> None:
 def test_a_snapshot_on_read_only_media_can_be_served(tmp_path: Path) -> None:
     """`engage up --read-only` over an auditor's archive: it took a lock file in the directory and
     opened the read models for writing, and refused to start."""
-    data = tmp_path / "data"
-    log = Log(data / "log.sqlite")
-    log.commit([Received(ev(1, "customer.registered", {"name": "Ada"}, customer="c-ro"), "http", datetime.now(UTC)),
-                *(Received(ev(n, "idea.voted", {"idea": f"i-{n}"}, customer="c-ro"), "http", datetime.now(UTC))
-                  for n in range(2, 6))])
-    log.close()
-    assert cli("rebuild", "--data", str(data), cwd=tmp_path).returncode == 0
+    data = archive(tmp_path)
     (data / "engage.lock").unlink()  # an archive holds the log and the read models
     subprocess.run(["chattr", "+i", str(data)], check=True)
     engine = EngineProcess(data, extra=["--read-only"])
