@@ -122,6 +122,7 @@ class Projector:
         self._marked: dict[str, str] = {}
         # Events per profile since the last sweep, to share a sweep evenly (sweep.halfway).
         self._volume: dict[str, int] = {}
+        self._contributed = sweep.Contributed()  # heavy profiles' contributions, between sweeps
 
     @property
     def bulk(self) -> bool:
@@ -193,6 +194,7 @@ class Projector:
             self._written_cases.clear()
             self._in_profiles.clear()
             self._marked.clear()
+            self._contributed.clear()
             raise
         return position
 
@@ -308,6 +310,7 @@ class Projector:
         self.con.execute("DELETE FROM engagement_spans WHERE profile=?", (profile,))
         self.con.execute("DELETE FROM advocacy_spans WHERE profile=?", (profile,))
         self.con.execute("DELETE FROM span_state WHERE profile=?", (profile,))
+        self._contributed.drop(profile)
 
     def _case(self, case: str, oid: int, tp: Touchpoint[Any]) -> None:
         """Cases change in memory during a page and are written once at its end (_write_cases)."""
@@ -385,10 +388,12 @@ class Projector:
             helper = sweep.Helper(self.path, profiles[:half])
             profiles = profiles[half:]
         try:
-            for batch in sweep.swept(self.con, profiles):
+            for batch in sweep.swept(self.con, profiles, self._contributed):
                 self._insert_spans(batch)
             if helper is not None:
-                for batch in helper.results() or sweep.swept(self.con, helper.profiles):
+                for profile in helper.profiles:  # the helper sweeps them from its own reading
+                    self._contributed.drop(profile)
+                for batch in helper.results() or sweep.swept(self.con, helper.profiles, self._contributed):
                     self._insert_spans(batch)
         finally:
             if helper is not None:

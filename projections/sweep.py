@@ -15,14 +15,14 @@ on the GIL.
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -36,6 +36,8 @@ log = logging.getLogger("engage.projections")
 
 SPAN_FLUSH = 20_000  # engagement span rows handed over together: memory stays flat
 SHARED_FROM = 4_000  # dirty profiles from which a sweep is shared with a helper process
+KEPT_FROM = 1_000  # contributions from which the runner keeps a profile's (Contributed)
+CONTRIBUTIONS_KEPT = 100_000  # contributions kept in all, ~13 MB
 FAULT_ENV = "ENGAGE_SWEEP_FAULT"  # tests only: "exit" makes a helper fail before it sweeps
 
 EngagementRow = tuple[str, str, str, str, str, str | None]  # profile, start, end, level, observed, stated
@@ -84,10 +86,50 @@ def halfway(profiles: list[str], volume: dict[str, int]) -> int:
     return len(profiles) - 1
 
 
-def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[Swept]:
+class Contributed:
+    """The contributions of the profiles with the most of them, as of their last sweep, kept by the
+    runner between sweeps: a tier decision within rounding of a threshold sums score() over a
+    profile's whole history (spans.History.earlier), and for a heavy profile that read took as
+    long as the rest of its sweep. At most `capacity` contributions in all, the profiles swept
+    longest ago go first; a profile is kept once it has KEPT_FROM."""
+
+    def __init__(self, capacity: int = CONTRIBUTIONS_KEPT) -> None:
+        self._kept: OrderedDict[str, spans.Contributions] = OrderedDict()
+        self._size = 0
+        self._capacity = capacity
+
+    def get(self, profile: str, counted: int) -> spans.Contributions | None:
+        """Its contributions, when they are the `counted` of its Resume."""
+        kept = self._kept.get(profile)
+        if kept is None or len(kept) != counted:
+            return None
+        self._kept.move_to_end(profile)
+        return kept
+
+    def put(self, profile: str, contributions: spans.Contributions) -> None:
+        self.drop(profile)
+        if len(contributions) < KEPT_FROM or len(contributions) > self._capacity:
+            return
+        self._kept[profile] = contributions
+        self._size += len(contributions)
+        while self._size > self._capacity:
+            _, gone = self._kept.popitem(last=False)
+            self._size -= len(gone)
+
+    def drop(self, profile: str) -> None:
+        gone = self._kept.pop(profile, None)
+        if gone is not None:
+            self._size -= len(gone)
+
+    def clear(self) -> None:
+        self._kept.clear()
+        self._size = 0
+
+
+def swept(con: sqlite3.Connection, profiles: list[str], kept: Contributed | None = None) -> Iterator[Swept]:
     """The spans of `profiles` (sorted, consecutive among the existing dirty ones), in batches.
     One pass over their events grouped by owner: a query per profile cost more than the spans
-    themselves."""
+    themselves. `kept`: the runner's contributions of heavy profiles, used and kept up to date."""
     if not profiles:
         return
     marks = con.execute(
@@ -114,7 +156,7 @@ def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[Swept]:
         if group is not None and group[0] == profile:
             mine = [row[1:] for row in group[1]]
             group = next(groups, None)
-        _respan(con, batch, profile, mine, resumes.get(profile))
+        _respan(con, batch, profile, mine, resumes.get(profile), kept)
         if len(batch) >= SPAN_FLUSH:
             yield batch
             batch = Swept()
@@ -123,27 +165,47 @@ def swept(con: sqlite3.Connection, profiles: list[str]) -> Iterator[Swept]:
 
 
 def _respan(con: sqlite3.Connection, batch: Swept, profile: str, mine: list[spans.Row],
-            resume: tuple[str, spans.Resume] | None) -> None:
+            resume: tuple[str, spans.Resume] | None, kept: Contributed | None) -> None:
     if resume is None:
         history = spans.History.from_rows(mine)
         spanned = spans.respan(history, history.last)
         batch.engagement += [(profile, *span) for span in spanned.engagement]
         batch.advocacy += [(profile, *span) for span in spanned.advocacy]
+        if kept is not None:
+            kept.put(profile, history.contributions)
     else:
         since, state = resume
-        history = spans.History.from_rows(mine, since, _earlier(con, profile, since, state.counted))
+        known = None if kept is None else kept.get(profile, state.counted)
+        earlier = _Earlier(con, profile, since, state.counted, known)
+        history = spans.History.from_rows(mine, since, earlier)
         spanned = spans.respan(history, max(history.last, state.last), state, since)
         batch.tails.append((profile, since[:27], [(profile, *span) for span in spanned.engagement],
                             [(profile, *span) for span in spanned.advocacy]))
+        if kept is not None:
+            if earlier.found is None:
+                kept.drop(profile)  # what it kept is not this profile's contributions any more
+            else:
+                kept.put(profile, earlier.found + history.contributions)
     batch.resumes.append((profile, spanned.resume.last, spans.encode_resume(spanned.resume)))
 
 
-def _earlier(con: sqlite3.Connection, profile: str, since: str, counted: int) -> Callable[[], spans.Contributions]:
-    """The profile's contributions before `since`, read when first asked for (spans.History)."""
+class _Earlier:
+    """A profile's contributions before `since` (spans.History.earlier): those the runner kept,
+    or read when first asked for."""
 
-    @functools.cache
-    def load() -> spans.Contributions:
-        found = [(instant(at), w) for at, event_id, w in con.execute(
+    def __init__(self, con: sqlite3.Connection, profile: str, since: str, counted: int,
+                 kept: spans.Contributions | None) -> None:
+        self._con, self._profile, self._since, self._counted = con, profile, since, counted
+        self.found = kept
+
+    def __call__(self) -> spans.Contributions:
+        if self.found is None:
+            self.found = self._load()
+        return self.found
+
+    def _load(self) -> spans.Contributions:
+        profile, since, counted = self._profile, self._since, self._counted
+        found = [(instant(at), w) for at, event_id, w in self._con.execute(
             "SELECT e.occurred_at, e.id, e.weight FROM origins o JOIN events e ON e.oid = o.oid "
             "WHERE o.owner = ? AND e.occurred_at <= ? AND e.weight IS NOT NULL", (profile, since[:27]))
             if spans.sort_key(at, event_id) < since]
@@ -151,8 +213,6 @@ def _earlier(con: sqlite3.Connection, profile: str, since: str, counted: int) ->
             raise RuntimeError(f"the read models hold {len(found)} contributions of {profile} before {since}, "
                                f"its span state {counted}: rebuild them (engage rebuild)")
         return found
-
-    return load
 
 
 class Helper:

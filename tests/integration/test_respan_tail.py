@@ -13,7 +13,7 @@ import pytest
 
 from engine.log import Log
 from engine.received import Received
-from projections import spans
+from projections import spans, sweep
 from projections.projector import Projector
 from tests.integration.test_projections import dump
 from tests.samples import ev
@@ -127,3 +127,36 @@ def test_a_linked_identity_respans_its_customer_whole(tmp_path: Path, read_rows:
     assert dump(tmp_path / "live.sqlite") == dump(one_pass(log, tmp_path / "whole.sqlite"))
     live.close()
     log.close()
+
+
+@pytest.mark.parametrize("kept_from", [0, 10**9], ids=["contributions-kept", "none-kept"])
+def test_a_heavy_profiles_contributions_kept_between_sweeps_spare_reading_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kept_from: int) -> None:
+    """A tier decision within rounding of a threshold sums score() over all of a profile's
+    contributions: the runner keeps a heavy profile's between sweeps instead of reading them again,
+    and the read models are the same either way."""
+    monkeypatch.setattr(sweep, "KEPT_FROM", kept_from)
+    reads: list[str] = []
+    load = sweep._Earlier._load
+
+    def reading(self: Any) -> spans.Contributions:
+        reads.append(self._profile)
+        return load(self)
+
+    monkeypatch.setattr(sweep._Earlier, "_load", reading)
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, [touchpoint(k, T0 + timedelta(minutes=k)) for k in range(HISTORY)])
+    live = Projector(tmp_path / "live.sqlite")
+    live.apply(log.records(0, 100_000))
+    end = T0 + timedelta(minutes=HISTORY)
+    for page in range(40):
+        head = log.head.position
+        commit(log, [touchpoint(5000 + 10 * page + k, end + timedelta(minutes=3 * page + k)) for k in range(3)])
+        live.apply(log.records(head, 100))
+    assert dump(tmp_path / "live.sqlite") == dump(one_pass(log, tmp_path / "whole.sqlite"))
+    live.close()
+    log.close()
+    if kept_from:
+        assert reads, "no page needed the contributions before it: the test shows nothing"
+    else:
+        assert reads == []
