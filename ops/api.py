@@ -48,7 +48,7 @@ from ops.read_api import (
     read_routes,
 )
 from projections.reads import Reads
-from projections.runner import Runner, RunnerProcess
+from projections.runner import Following
 
 log = logging.getLogger("engage.api")
 
@@ -163,7 +163,7 @@ def answer(items: list[bytes], outcomes: list[Outcome]) -> IngestAnswer:
 
 
 def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
-              runner: Runner | RunnerProcess | None = None, *,
+              runner: Following | None = None, *,
               clock: Callable[[], datetime] = lambda: datetime.now(UTC), access: Access | None = None,
               commit_timeout: float = COMMIT_TIMEOUT, consumer: Consumer | None = None) -> ASGIApp:
     """The app over a log; without `ingest` it only reads (a replay served with --read-only). With
@@ -213,6 +213,9 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         return json_response(await _health())
 
     async def _health() -> dict[str, Any]:
+        # The runner's position first, once (each read is a read of its file): it never passes a
+        # head read after it, so position + lag is the head and the lag is never negative.
+        folded = None if runner is None else (runner.position, runner.error)
         now = log_.head  # one object: position and hash of the same instant
         head = now.position
         answer: dict[str, Any] = {"status": "ok", "log": {"head": head, "head_hash": now.hash}, "projections": {},
@@ -220,10 +223,10 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         if runner is None and reads is not None:  # a replay: its read model stands still
             position = await reads.position()
             answer["projections"]["read-models"] = {"position": position, "lag": head - position, "error": None}
-        if runner is not None:
-            answer["projections"]["read-models"] = {"position": runner.position, "lag": head - runner.position,
-                                                    "error": runner.error}
-            if runner.error is not None:
+        if folded is not None:
+            position, error = folded
+            answer["projections"]["read-models"] = {"position": position, "lag": head - position, "error": error}
+            if error is not None:
                 answer["status"] = "degraded"
         if ingest is not None:
             error, waiting = ingest.failure, ingest.waiting_for_log()

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from engine.ingest import Ingest
 from engine.log import Log
 from projections.reads import Reads
-from projections.runner import Runner, RunnerProcess
+from projections.runner import Following
 
 # Litestar adds "; charset=utf-8" to a text type itself (given here too, it came twice).
 CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -35,10 +35,12 @@ PROJECTION = "read-models"
 class _EngineCollector(Collector):
     """Counts the engine keeps anyway, read at scrape time."""
 
-    def __init__(self, log_: Log, ingest: Ingest | None, runner: Runner | RunnerProcess | None) -> None:
+    def __init__(self, log_: Log, ingest: Ingest | None, runner: Following | None) -> None:
         self._log, self._ingest, self._runner = log_, ingest, runner
 
     def collect(self) -> Iterator[Metric]:
+        # The runner's position before the head: it never passes a head read after it (lag ≥ 0).
+        position = None if self._runner is None else self._runner.position
         head = self._log.head.position
         yield GaugeMetricFamily("engage_log_head_position", "Position of the newest event in the log", value=head)
         events = CounterMetricFamily("engage_events", "Inputs decided since the engine started, by path and "
@@ -53,8 +55,7 @@ class _EngineCollector(Collector):
                                       "of them kept; producers were told to retry)", value=self._ingest.failures)
             yield GaugeMetricFamily("engage_ingest_waiting_seconds", "How long the oldest commit in flight has "
                                     "waited for the log (0 when none is)", value=self._ingest.waiting_for_log())
-        if self._runner is not None:
-            position = self._runner.position
+        if self._runner is not None and position is not None:
             yield _projection_gauge("engage_projection_position", "Log position the projection has committed",
                                     position)
             yield _projection_gauge("engage_projection_lag", "Events of the log not yet in the projection",
@@ -98,7 +99,7 @@ class RequestTimer(ASGIMiddleware):
 
 
 def metrics_surface(log_: Log, ingest: Ingest | None, reads: Reads | None,
-                    runner: Runner | RunnerProcess | None) -> tuple[list[Any], list[Any]]:
+                    runner: Following | None) -> tuple[list[Any], list[Any]]:
     """(route handlers, middleware) of the metrics surface. `reads` is unused: a read-only server's
     projection stands still, and /health reports its position."""
     registry = CollectorRegistry()

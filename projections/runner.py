@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from engine import logs
 from engine.children import die_with_parent
@@ -33,6 +34,16 @@ BULK_FROM = 10_000
 # them, SPEC §2) run before the fold, and the read models catch up when the burst is over (their
 # lag is in /health). Idle cores still go to the runner: niceness only orders who waits.
 RUNNER_NICENESS = 10
+
+
+class Following(Protocol):
+    """What /health and /metrics read of a projection runner (Runner, RunnerProcess)."""
+
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def error(self) -> str | None: ...
 
 
 def status_file(path: Path) -> Path:
