@@ -213,8 +213,9 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         return json_response(await _health())
 
     async def _health() -> dict[str, Any]:
-        # The runner's position first, once (each read is a read of its file): it never passes a
-        # head read after it, so position + lag is the head and the lag is never negative.
+        # The runner's position first, once (each read is a read of its file), then the head. The
+        # runner reads the log file itself, so it can fold a record before the writer's answer
+        # gives the engine that head: it is caught up then, lag 0, never negative.
         folded = None if runner is None else (runner.position, runner.error)
         now = log_.head  # one object: position and hash of the same instant
         head = now.position
@@ -225,7 +226,8 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
             answer["projections"]["read-models"] = {"position": position, "lag": head - position, "error": None}
         if folded is not None:
             position, error = folded
-            answer["projections"]["read-models"] = {"position": position, "lag": head - position, "error": error}
+            answer["projections"]["read-models"] = {"position": position, "lag": max(0, head - position),
+                                                    "error": error}
             if error is not None:
                 answer["status"] = "degraded"
         if ingest is not None:

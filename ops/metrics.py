@@ -39,7 +39,8 @@ class _EngineCollector(Collector):
         self._log, self._ingest, self._runner = log_, ingest, runner
 
     def collect(self) -> Iterator[Metric]:
-        # The runner's position before the head: it never passes a head read after it (lag ≥ 0).
+        # The runner's position before the head; it can still fold a record before the writer's
+        # answer gives the engine that head: then its lag is 0 (see /health).
         position = None if self._runner is None else self._runner.position
         head = self._log.head.position
         yield GaugeMetricFamily("engage_log_head_position", "Position of the newest event in the log", value=head)
@@ -59,7 +60,7 @@ class _EngineCollector(Collector):
             yield _projection_gauge("engage_projection_position", "Log position the projection has committed",
                                     position)
             yield _projection_gauge("engage_projection_lag", "Events of the log not yet in the projection",
-                                    head - position)
+                                    max(0, head - position))
             errors = GaugeMetricFamily("engage_projection_up", "1 while the projection runner reports no error",
                                        labels=["projection"])
             errors.add_metric([PROJECTION], 1 if self._runner.error is None else 0)
