@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,16 @@ class EngineProcess:
 
     def get(self, path: str, **params: str | int) -> httpx.Response:
         return httpx.get(self.http + path, params=params, timeout=30)
+
+    def health_when(self, ready: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+        """The first /health answer that `ready` accepts, polled; fails with the last one after `timeout`."""
+        deadline = time.time() + timeout
+        while True:
+            health: dict[str, Any] = self.get("/health").json()
+            if ready(health):
+                return health
+            assert time.time() < deadline, health
+            time.sleep(0.05)
 
     def wait_for_head(self, position: int, timeout: float = 60) -> int:
         end = time.time() + timeout

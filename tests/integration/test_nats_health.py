@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
@@ -17,16 +16,6 @@ from engine.jetstream import STREAM
 from engine.natsserver import NatsServer
 from tests.integration.engine_process import EngineProcess
 from tests.samples import ev
-
-
-def health_when(eng: EngineProcess, ready: Any, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.time() + timeout
-    while True:
-        health: dict[str, Any] = eng.get("/health").json()
-        if ready(health):
-            return health
-        assert time.time() < deadline, health
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -56,20 +45,20 @@ async def publish(url: str, n: int) -> None:
 def test_a_nats_server_that_is_gone_is_degraded_health_until_it_is_back(engine: EngineProcess,
                                                                         server: NatsServer) -> None:
     engine.start()
-    health = health_when(engine, lambda h: h["status"] == "ok")
+    health = engine.health_when(lambda h: h["status"] == "ok")
     assert health["nats"] == {"connected": True, "error": None}
     server.kill()
-    health = health_when(engine, lambda h: h["status"] == "degraded")
+    health = engine.health_when(lambda h: h["status"] == "degraded")
     assert health["nats"]["connected"] is False and "not connected" in health["nats"]["error"], health
     server.start()  # same port, same store
-    health = health_when(engine, lambda h: h["status"] == "ok")
+    health = engine.health_when(lambda h: h["status"] == "ok")
     assert health["nats"] == {"connected": True, "error": None}
 
 
 async def test_committed_messages_the_stream_keeps_are_degraded_health_until_purged(engine: EngineProcess,
                                                                                    server: NatsServer) -> None:
     engine.start()
-    health_when(engine, lambda h: h["status"] == "ok")
+    engine.health_when(lambda h: h["status"] == "ok")
     nc = await nats.connect(server.url)
     js = nc.jetstream()
     try:
@@ -78,17 +67,17 @@ async def test_committed_messages_the_stream_keeps_are_degraded_health_until_pur
         await js.update_stream(config)
         await publish(server.url, 1)
         engine.wait_for_head(1)
-        health = health_when(engine, lambda h: h["status"] == "degraded")
+        health = engine.health_when(lambda h: h["status"] == "degraded")
         assert "purging committed messages" in health["nats"]["error"], health
         assert (await js.stream_info(STREAM)).state.messages == 1  # committed, and still in the stream
         # A stream that denies purges cannot be changed back: the operator deletes it, and the
         # consumer makes it anew (what it had committed is in the log already).
         await js.delete_stream(STREAM)
-        health = health_when(engine, lambda h: h["status"] == "ok")
+        health = engine.health_when(lambda h: h["status"] == "ok")
         assert health["nats"] == {"connected": True, "error": None}
         await publish(server.url, 2)
         engine.wait_for_head(2)
-        health_when(engine, lambda h: h["status"] == "ok" and h["log"]["head"] == 2)
+        engine.health_when(lambda h: h["status"] == "ok" and h["log"]["head"] == 2)
         deadline = time.time() + 30
         while (await js.stream_info(STREAM)).state.messages:  # purged once acked (in the background)
             assert time.time() < deadline

@@ -17,17 +17,12 @@ from tests.integration.engine_process import EngineProcess
 from tests.samples import ev
 
 
-def read_models(eng: EngineProcess) -> dict[str, Any]:
-    health = eng.get("/health").json()
+def read_models(health: dict[str, Any]) -> dict[str, Any]:
     return {"status": health["status"], **health["projections"]["read-models"]}
 
 
 def wait_for(eng: EngineProcess, ready: Any, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.time() + timeout
-    while not ready(state := read_models(eng)):
-        assert time.time() < deadline, state
-        time.sleep(0.05)
-    return state
+    return read_models(eng.health_when(lambda health: ready(read_models(health)), timeout))
 
 
 
@@ -44,7 +39,7 @@ def test_a_runner_stuck_on_a_page_is_degraded_health_until_it_folds_again(tmp_pa
         assert stuck["status"] == "degraded" and stuck["position"] == 1 and stuck["lag"] == 1
         assert "stuck at position 1" in stuck["error"] and "refused" in stuck["error"]
         time.sleep(1.5)  # it keeps retrying, and keeps saying so
-        assert read_models(eng)["error"] == stuck["error"]
+        assert read_models(eng.get("/health").json())["error"] == stuck["error"]
         with sqlite3.connect(tmp_path / "data" / "read.sqlite") as con:
             con.execute("DROP TRIGGER refuse")
         healed = wait_for(eng, lambda s: s["position"] == 2 and s["error"] is None)
