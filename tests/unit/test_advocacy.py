@@ -16,9 +16,12 @@ from projections.advocacy import (
     Advocacy,
     advocacy,
     decayed,
+    epoch_micros,
     explain_advocacy,
+    in_micros,
     reported,
     score,
+    score_at_micros,
     tier,
     tier_changes,
     weight,
@@ -228,3 +231,18 @@ def test_explain_lists_every_contribution_with_its_decayed_value_and_the_total()
         {"id": "e-b", "type": "review.posted", "occurred_at": "2026-10-01T12:00:00Z", "weight": 0.0, "decayed": 0.0},
         {"total": 6.0, "score": 6.0, "tier": "promoter"},
     ]
+
+
+instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC))
+weights = st.sampled_from([10.0, 8.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -2.0, -4.0, -5.0])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(instants, weights), max_size=30), instants)
+def test_the_sums_are_the_fsum_of_each_decayed_term_bit_for_bit(
+        contributions: list[tuple[datetime, float]], as_of: datetime) -> None:
+    """`score` inlines `decayed`, and `score_at_micros` works in whole µs: neither may move a last
+    bit (a tier at a boundary is decided on it, and readers and spans must agree)."""
+    defined = math.fsum(decayed(w, at, as_of) for at, w in contributions)
+    assert score(contributions, as_of).hex() == defined.hex()
+    assert score_at_micros(in_micros(contributions), epoch_micros(as_of)).hex() == defined.hex()
