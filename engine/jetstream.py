@@ -199,6 +199,10 @@ class Consumer:
         # purge failed (until one succeeds: committed messages stay in the stream meanwhile).
         self._delivery_error: str | None = None
         self._purge_error: str | None = None
+        # Whether those came from the server failing to write its store (a full disk): nats-server
+        # keeps failing such a stream until it restarts, even once there is room again.
+        self._delivery_store_failed = False
+        self._purge_store_failed = False
 
     @property
     def connected(self) -> bool:
@@ -211,6 +215,14 @@ class Consumer:
         if not self.nc.is_connected:
             return "not connected to the NATS server (reconnecting)"
         return self._delivery_error or self._purge_error
+
+    @property
+    def store_failed(self) -> bool:
+        """The server failed to write the stream's store (no space left, a disk quota) and that is
+        why delivery or purging fails now. nats-server keeps failing the stream with that error
+        after room is made again, until it restarts (engine/runtime.py restarts its own)."""
+        return bool(self.nc.is_connected and ((self._delivery_error is not None and self._delivery_store_failed)
+                                              or (self._purge_error is not None and self._purge_store_failed)))
 
     async def run(self) -> None:
         """Consume until stop(). A closed connection ends it with ConnectionClosedError."""
@@ -234,6 +246,7 @@ class Consumer:
                                   exc_info=e.__cause__)
                     else:
                         self._delivery_error = f"delivery from JetStream failed: {_describe(e)}"
+                        self._delivery_store_failed = store_write_failed(e)
                         log.warning("jetstream consumer: %s; restarting delivery in %.1f s",
                                     _describe(e), backoff)
                     await self._unsubscribe()
@@ -365,6 +378,7 @@ class Consumer:
             if not self.nc.is_closed:
                 self._purge_error = (f"purging committed messages from the stream failed ({_describe(e)}): "
                                      "they stay in it until a purge succeeds")
+                self._purge_store_failed = store_write_failed(e)
                 log.warning("jetstream consumer: purge failed: %s", _describe(e))
 
     async def _purge_acknowledged(self, *, settle: float = 0.0) -> None:
@@ -466,6 +480,16 @@ class Consumer:
         """Sleep, but wake at once on stop()."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+
+# How nats-server words a failed write of its store (ENOSPC, EDQUOT), in an API error's description.
+_STORE_WRITE_FAILURES = ("no space left on device", "disk quota exceeded")
+
+
+def store_write_failed(e: BaseException) -> bool:
+    """Whether a JetStream API error says the server could not write its store."""
+    description = getattr(e, "description", None) if isinstance(e, nats.js.errors.APIError) else None
+    return isinstance(description, str) and any(words in description.lower() for words in _STORE_WRITE_FAILURES)
 
 
 def _describe(e: Exception) -> str:

@@ -10,11 +10,15 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
+import shutil
 import signal
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +41,11 @@ from projections.runner import RunnerProcess
 from projections.store import connect, foreign_to, remove
 
 log = logging.getLogger("engage.runtime")
+
+# Our nats-server is restarted after it failed to write its store once its file system has this
+# much room again (a few of its message blocks), and not more often than this.
+STORE_ROOM = 16 * 1024 * 1024
+STORE_RESTART_EVERY = 30.0
 
 
 class _Server(uvicorn.Server):
@@ -174,8 +183,8 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
                         consumer=consumer)
         http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
 
-        supervising = asyncio.create_task(_supervise(server if settings.nats_url is None else None, runner, stopping),
-                                          name="supervisor")
+        supervising = asyncio.create_task(
+            _supervise(server if settings.nats_url is None else None, runner, stopping, consumer), name="supervisor")
         stack.push_async_callback(_cancel, supervising)
         consuming = asyncio.create_task(consumer.run(), name="jetstream-consumer")
         serving = asyncio.create_task(http.serve(sockets=[sock]), name="http")
@@ -258,24 +267,49 @@ async def _serve_read_only_locked(settings: Settings, announce: Callable[[str], 
     announce("engage up: stopped")
 
 
-async def _supervise(server: NatsServer | None, runner: RunnerProcess, stopping: asyncio.Event) -> None:
+async def _supervise(server: NatsServer | None, runner: RunnerProcess, stopping: asyncio.Event,
+                    consumer: jetstream.Consumer | None = None) -> None:
     """What the engine started comes back if it dies. Its own nats-server: same port, same store
     (what JetStream acknowledged was fsynced), and the consumer resumes from the lowest unacked
-    message. The projection runner: it carries on from its tracking position."""
+    message. Also when it failed to write its store (a full disk): nats-server keeps failing that
+    stream after room is made, until it restarts, so the engine restarts it once the store's file
+    system has room again (at most every STORE_RESTART_EVERY seconds). The projection runner: it
+    carries on from its tracking position."""
+    down = False  # our nats-server is to be started again (until a start succeeds)
+    restarted_for_store = -math.inf
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), timeout=1)
-        if not stopping.is_set():
-            runner.poll()
+        if stopping.is_set():
+            break
+        runner.poll()
         if server is None:
             continue
         code = server.exit_code()
-        if code is not None and not stopping.is_set():
+        if code is not None:
             log.error("nats-server exited with code %s; starting it again", code)
+            down = True
+        elif (not down and consumer is not None and consumer.store_failed
+              and time.monotonic() - restarted_for_store >= STORE_RESTART_EVERY and has_room(server.store_dir)):
+            restarted_for_store = time.monotonic()
+            log.warning("nats-server failed to write its JetStream store (a full disk?) and keeps failing the "
+                        "stream; there is room in %s again: restarting it", server.store_dir)
+            server.stop()
+            down = True
+        if down:
             try:
                 server.start()  # on the main thread, like the first start
+                down = False
             except NatsServerError as e:
                 log.error("nats-server did not start again: %s; retrying", e)
+
+
+def has_room(directory: Path) -> bool:
+    """Whether the file system of `directory` has STORE_ROOM bytes free for an unprivileged writer."""
+    try:
+        return shutil.disk_usage(directory).free >= STORE_ROOM
+    except OSError:
+        return False
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
