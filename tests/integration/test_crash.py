@@ -186,3 +186,48 @@ async def test_the_engines_own_nats_server_is_restarted_if_it_dies(engine: Engin
     engine.stop()
     assert_exactly_once(engine.data, ids)
     assert "starting it again" in engine.log_tail(20_000)
+
+
+async def test_a_nats_server_that_cannot_start_again_at_once_is_started_when_it_can(engine: EngineProcess) -> None:
+    """The engine's first start of its dead nats-server fails (its port is taken meanwhile): the
+    engine tries again, every second, until it starts. It used to try once and never again."""
+    import os
+    import signal
+    import socket
+
+    engine.start()
+    ids = await publish_all(engine.nats, range(0, 100))
+    engine.wait_for_head(100)
+    pid = int((engine.data / "nats" / "nats-server.pid").read_text().split()[0])
+    squatter = socket.socket()
+    try:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        os.kill(pid, signal.SIGKILL)  # only the server; the engine lives on
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:  # the port is ours as soon as the server is gone: before the engine looks again
+            try:
+                squatter.bind(("127.0.0.1", engine.nats_port))
+                break
+            except OSError:
+                assert loop.time() < deadline, "the dead server's port did not come free"
+                await asyncio.sleep(0.001)
+        squatter.listen()
+        deadline = loop.time() + 30
+        while "did not start again" not in engine.log_tail(20_000):
+            assert loop.time() < deadline, engine.log_tail()
+            await asyncio.sleep(0.1)
+    finally:
+        squatter.close()
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            ids += await publish_all(engine.nats, range(100, 200))
+            break
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    engine.wait_for_head(200)
+    engine.stop()
+    assert_exactly_once(engine.data, ids)
