@@ -164,6 +164,18 @@ async def test_duplicates_hold_across_an_engine_restart_and_across_paths(engine:
     assert [x["reason"] for x in engine.get("/rejects").json()["items"]] == ["duplicate_conflict"]
 
 
+async def publish_once_back(url: str, ks: Sequence[int], timeout: float = 30) -> list[str]:
+    """`publish_all`, tried again every half second while the server is not back (for `timeout` s)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await publish_all(url, ks)
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def test_the_engines_own_nats_server_is_restarted_if_it_dies(engine: EngineProcess) -> None:
     import os
     import signal
@@ -173,15 +185,7 @@ async def test_the_engines_own_nats_server_is_restarted_if_it_dies(engine: Engin
     engine.wait_for_head(1000)
     pid = int((engine.data / "nats" / "nats-server.pid").read_text().split()[0])
     os.kill(pid, signal.SIGKILL)  # only the server; the engine lives on
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        try:
-            ids += await publish_all(engine.nats, range(1000, 2000))
-            break
-        except Exception:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+    ids += await publish_once_back(engine.nats, range(1000, 2000))
     engine.wait_for_head(2000)
     engine.stop()
     assert_exactly_once(engine.data, ids)
@@ -219,15 +223,7 @@ async def test_a_nats_server_that_cannot_start_again_at_once_is_started_when_it_
             await asyncio.sleep(0.1)
     finally:
         squatter.close()
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        try:
-            ids += await publish_all(engine.nats, range(100, 200))
-            break
-        except Exception:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+    ids += await publish_once_back(engine.nats, range(100, 200))
     engine.wait_for_head(200)
     engine.stop()
     assert_exactly_once(engine.data, ids)
