@@ -174,6 +174,12 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         """One event or an array of at most 1,000 (application/json), or NDJSON. Answers after the
         durable commit with the count of each outcome and every rejection's reason and detail."""
         try:
+            # A parameter it does not take is refused before anything is committed: a producer that
+            # meant `?dry_run=true` must not have its events written.
+            only(query(request), set())
+        except BadParameter as e:
+            return e.response()
+        try:
             encoding = request.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):  # the bytes would be decoded as if they were JSON
                 raise BodyRefused(415, "unsupported_media_type",
@@ -259,10 +265,12 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
                 raise BadParameter("cursor", "not a cursor this list gave out")
         except BadParameter as e:
             return e.response()
-        rows = await asyncio.to_thread(log_.rejects, reason=reason, after=int(after[0]) if after else 0, limit=limit)
+        # One more than the page: a page that is exactly the last has no next cursor (as every list).
+        rows = await asyncio.to_thread(log_.rejects, reason=reason, after=int(after[0]) if after else 0,
+                                       limit=limit + 1)
         items = [{"id": r.id, "reason": r.reason, "detail": r.detail, "received_at": r.received_at, "via": r.via}
-                 for r in rows]
-        last = str(rows[-1].seq) if len(rows) == limit else None
+                 for r in rows[:limit]]
+        last = str(rows[limit - 1].seq) if len(rows) > limit else None
         return json_response({"items": items, "next": None if last is None else encode_cursor("rejects", last)})
 
     @get("/audit/export", summary="The log as JSON Lines (SPEC §8); decrypt=true adds readable personal fields")
@@ -289,12 +297,17 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
     verifying = asyncio.Lock()  # one at a time: each reads the whole log, on a thread the other reads share
 
     @get("/audit/verify", summary="Verify the hash chain (SPEC §8)")
-    async def audit_verify() -> dict[str, Any]:
+    async def audit_verify(request: Request[Any, Any, Any]) -> Response[bytes]:
+        try:
+            only(query(request), set())
+        except BadParameter as e:
+            return e.response()
         async with verifying:
             checked = await asyncio.to_thread(lambda: verify_chain(log_.iter_records()))
         broken = checked.broken
-        return {"ok": broken is None, "records": checked.records, "head_hash": checked.head_hash,
-                "broken": None if broken is None else {"position": broken.position, "problem": broken.problem}}
+        return json_response({"ok": broken is None, "records": checked.records, "head_hash": checked.head_hash,
+                              "broken": None if broken is None else {"position": broken.position,
+                                                                     "problem": broken.problem}})
 
     def http_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
         error = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from engine.ingest import Ingest
 from engine.log import Log
+from ops.read_api import BadParameter, only, query
 from projections.reads import Reads
 from projections.runner import Following
 
@@ -121,7 +122,11 @@ def metrics_surface(log_: Log, ingest: Ingest | None, reads: Reads | None,
         ingest.on_commit.append(observe)
 
     @get("/metrics", summary="Prometheus text format", include_in_schema=True, sync_to_thread=False)
-    def metrics() -> Response[bytes]:
+    def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+        try:
+            only(query(request), set())  # as every other call: a parameter it does not take is a 400
+        except BadParameter as e:
+            return e.response()
         return Response(generate_latest(registry), media_type=CONTENT_TYPE)
 
     return [metrics], [RequestTimer(requests)]

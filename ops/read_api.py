@@ -139,7 +139,8 @@ def decode_cursor(value: str | None, kind: str, size: int) -> list[str] | None:
 def only(params: Mapping[str, str], allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise BadParameter(unknown[0], f"unknown parameter; this call takes {', '.join(sorted(allowed))}")
+        takes = ", ".join(sorted(allowed)) if allowed else "none"
+        raise BadParameter(unknown[0], f"unknown parameter; this call takes {takes}")
     repeated = getattr(params, "repeated", [])
     if repeated:  # which one was meant? Say so rather than take the first silently
         raise BadParameter(repeated[0], "given more than once: give it once")

@@ -252,6 +252,29 @@ def test_rejects_page_by_cursor_and_refuse_bad_parameters(engine: EngineProcess)
     assert engine.get("/rejects", as_of="2001-01-01T00:00:00Z").json() == engine.get("/rejects").json()
 
 
+def test_a_page_of_rejects_that_is_exactly_the_last_has_no_next(engine: EngineProcess) -> None:
+    """As every list: `next` only when there is more (it led to an extra, empty page)."""
+    post(engine, b"\n".join([b"junk-1", b"junk-2", b"junk-3", b"junk-4"]))
+    first = engine.get("/rejects", limit=2).json()
+    last = engine.get("/rejects", limit=2, cursor=first["next"]).json()
+    assert len(last["items"]) == 2 and last["next"] is None
+    assert engine.get("/rejects", limit=4).json()["next"] is None
+
+
+def test_post_events_metrics_and_verify_refuse_a_parameter_they_do_not_take(engine: EngineProcess) -> None:
+    """`POST /events?dry_run=true` committed its events: a parameter no call takes is a 400 naming
+    it, and nothing is written."""
+    r = httpx.post(engine.http + "/events", params={"dry_run": "true"}, content=ev(1, "idea.voted", {"idea": "i"}),
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["parameter"] == "dry_run", r.text
+    assert "takes none" in r.json()["detail"]
+    assert engine.get("/health").json()["log"]["head"] == 0
+    for path in ("/metrics", "/audit/verify"):
+        r = engine.get(path, verbose="1")
+        assert r.status_code == 400 and r.json()["parameter"] == "verbose", (path, r.text)
+        assert engine.get(path).status_code == 200
+
+
 def test_health_checks_its_parameters_too(engine: EngineProcess) -> None:
     assert engine.get("/health", as_of="2001-01-01T00:00:00Z").json()["status"] == "ok"
     for params, name in [({"as_of": "May"}, "as_of"), ({"verbose": "1"}, "verbose")]:
