@@ -160,11 +160,19 @@ def replay(data: Path, into: Path, *, to_position: int | None = None, to_time: d
     into = into.absolute()
     _check_new_directory(into)
     log = open_log(data)
+    opened = datetime.now(UTC)  # the log's head as it is read now: what "the whole log" means
     try:
         position = _replay_position(log, data, to_position, to_time)
         recorded_at = _recorded_at(log, position)
-        # The rejects kept go by time: up to T, or up to the recording of the last event kept.
-        cutoff = to_time if to_time is not None else recorded_at
+        # The rejects kept go by time: up to T; for the whole log, every one kept until now, as the
+        # live answers count them (rejects received after the last event accepted included); else
+        # up to the recording of the last event kept.
+        if to_time is not None:
+            cutoff = to_time
+        elif position == log.head.position:
+            cutoff = opened
+        else:
+            cutoff = recorded_at
         try:
             into.parent.mkdir(parents=True, exist_ok=True)
             _remove_abandoned_builds(into)

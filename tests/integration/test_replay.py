@@ -343,6 +343,24 @@ def test_a_replay_of_the_whole_log_equals_the_live_read_models(live: Live, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["replay"]  # nothing half-built left beside it
 
 
+def test_a_replay_of_the_whole_log_keeps_the_rejects_received_after_its_last_event(tmp_path: Path) -> None:
+    """Rejects that came after the last accepted event count in the live /stats: a replay of the
+    whole log left them out (it kept those up to the last event's recording), so its `rejected`
+    differed from the live one."""
+    recorded = datetime.now(UTC) - timedelta(minutes=10)
+    log = Log(tmp_path / "data" / "log.sqlite", clock=Clock(recorded))
+    try:
+        log.commit([Received(ev(k, "idea.voted", {"idea": "i"}), "test", recorded) for k in range(3)])
+        later = recorded + timedelta(minutes=5)
+        log.commit([Received(b"junk-" + bytes([48 + k]), "test", later) for k in range(2)])
+    finally:
+        log.close()
+    into = tmp_path / "replay"
+    ok(engage("replay", "--data", str(tmp_path / "data"), "--to-position", "3", "--into", str(into)))
+    source, replayed = log_dump(tmp_path / "data" / "log.sqlite"), log_dump(into / "log.sqlite")
+    assert len(source["rejects"]) == 2 and replayed["rejects"] == source["rejects"]
+
+
 def test_a_replay_killed_midway_leaves_nothing_the_next_one_keeps(live: Live, tmp_path: Path) -> None:
     into = tmp_path / "replay"
     ongoing = tmp_path / f".replay.replay-{os.getpid()}-x"  # a replay still running (this process): kept
