@@ -345,7 +345,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
         if counts:
             _print_counts(counts)
             print(f"engage emit: stopped after {sum(counts.values())} events, counted above; sending the same "
-                  "input again is safe (what is already in the log comes back as duplicates)", file=sys.stderr)
+                  "input again is safe (what is already in the log comes back as duplicates; what was rejected is "
+                  "decided again)", file=sys.stderr)
         raise
     _print_counts(counts)
     return 0

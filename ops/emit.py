@@ -112,6 +112,9 @@ async def emit_nats(url: str, lines: Iterable[bytes], progress: Callable[[int], 
         raise UsageError(f"no JetStream stream at {shown} takes {subject}: is it the NATS server of `engage up` "
                          "(which creates the stream), and is the subject under touchpoints.?") from None
     except TimeoutError:  # nats-py's timeout is one too
+        if not nc.is_connected:  # the server went away (stopped, restarted): not the stream's limits
+            raise UsageError(f"lost the connection to NATS at {shown} while publishing: is `engage up` still "
+                             "running there? Sending the same file again is safe") from None
         raise UsageError(f"JetStream at {shown} did not acknowledge a publish within 5 s (a full disk, or a stream "
                          "at its limits?): see its log; sending the same file again is safe") from None
     except APIError as e:

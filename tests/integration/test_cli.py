@@ -598,6 +598,45 @@ def test_emit_to_a_nats_server_without_the_stream_says_so(nats_server: NatsServe
     one_line_error(r, "no JetStream stream", "touchpoints.emit")
 
 
+def test_emit_over_nats_says_so_when_the_server_goes_away_midway(nats_server: NatsServer, tmp_path: Path) -> None:
+    """It blamed the stream ("a full disk, or a stream at its limits?") for a server that had gone."""
+    import asyncio
+
+    import nats as nats_client
+
+    from engine.jetstream import STREAM, ensure_stream
+
+    async def stored(create: bool = False) -> int:
+        """The messages the stream holds (it is created first, as the engine would)."""
+        nc = await nats_client.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            if create:
+                await ensure_stream(js)
+            return int((await js.stream_info(STREAM)).state.messages)
+        finally:
+            await nc.close()
+
+    asyncio.run(stored(create=True))
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(ndjson(*(ev(f"gone-{k}", "idea.voted", {"idea": "i"}) for k in range(60_000))))
+    proc = subprocess.Popen([*ENGAGE, "emit", str(events), "--nats", nats_server.url], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while asyncio.run(stored()) < 3000:  # publishing, most still to send
+            assert proc.poll() is None and time.time() < deadline, proc.poll()
+            time.sleep(0.05)
+        nats_server.kill()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2 and "Traceback" not in err, err
+    assert "lost the connection to NATS" in err and "still running" in err and "full disk" not in err, err
+
+
 def damage_page(path: Path, page: int) -> None:
     """Overwrite the header of one page of an SQLite file (what a bad disk block looks like)."""
     size = sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0]
