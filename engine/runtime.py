@@ -294,7 +294,7 @@ async def _supervise(server: NatsServer | None, runner: RunnerProcess, stopping:
             restarted_for_store = time.monotonic()
             log.warning("nats-server failed to write its JetStream store (a full disk?) and keeps failing the "
                         "stream; there is room in %s again: restarting it", server.store_dir)
-            server.stop()
+            await asyncio.to_thread(server.stop)  # SIGTERM, and up to 10 s: off the event loop
             down = True
         if down:
             try:
