@@ -13,6 +13,7 @@ library's process recorder, which writes its tracking row inside `_insert_events
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -563,6 +564,11 @@ class Log:
             c.execute(f"UPDATE event_ids SET digest=? WHERE key_id IN ({','.join('?' * len(chunk))})",
                       (SHREDDED, *chunk))
         self._shred_due = True
+        # A kept reject that named nobody the patterns of _whose() recognise is plain bytes: those
+        # that quote the customer's key anyway (`["c-42", …]`, a form no pattern reads) go too.
+        for quoted in _quoted_forms(customer):
+            c.execute("UPDATE rejects SET raw=NULL WHERE key_id IS NULL AND raw IS NOT NULL AND instr(raw, ?) > 0",
+                      (quoted,))
         c.execute("DELETE FROM links WHERE customer=?", (customer,))
         c.execute("INSERT OR IGNORE INTO erased VALUES (?,?)", (customer, position))
         return set(destroyed)
@@ -741,12 +747,20 @@ def _undecidable(e: Exception) -> Rejected:
                                  "it is logged, and the input can be sent again once that is fixed")
 
 
+def _quoted_forms(key: str) -> list[bytes]:
+    """How a producer's bytes may quote a key: as JSON writes it (raw UTF-8, or \\u-escaped), or
+    single-quoted as Python's str() does."""
+    return sorted({msgspec.json.encode(key), json.dumps(key).encode("ascii"), b"'" + key.encode() + b"'"})
+
+
 def _sortable(instant: str) -> datetime:
     return datetime.fromisoformat(instant)
 
 
 _JSON_STRING = rb'"((?:[^"\\]|\\.)*)"'
 _CUSTOMER = re.compile(rb'"customer"\s*:\s*' + _JSON_STRING)
+# What Python's str() of a dict writes instead of JSON (a producer's bug): 'customer': 'c-42'.
+_REPR_CUSTOMER = re.compile(rb"'customer'\s*:\s*'((?:[^'\\]|\\.)*)'")
 _IDENTITY = re.compile(rb'"identity"\s*:\s*\{([^{}]*)\}')
 _CHANNEL = re.compile(rb'"channel"\s*:\s*' + _JSON_STRING)
 _HANDLE = re.compile(rb'"handle"\s*:\s*' + _JSON_STRING)
@@ -787,6 +801,14 @@ def _named_in_broken(raw: bytes) -> str | None:
     customer = string(_CUSTOMER, raw)
     if customer:
         return customer
+    repr_customer = _REPR_CUSTOMER.search(raw)
+    if repr_customer is not None:
+        try:
+            customer = repr_customer.group(1).replace(b"\\'", b"'").replace(b"\\\\", b"\\").decode("utf-8")
+        except UnicodeDecodeError:
+            customer = None
+        if customer:
+            return customer
     identity = _IDENTITY.search(raw)
     if identity is not None:
         channel, handle = string(_CHANNEL, identity.group(1)), string(_HANDLE, identity.group(1))

@@ -316,6 +316,29 @@ def test_an_input_that_is_not_json_but_names_a_customer_is_kept_encrypted_and_sh
     log.close()
 
 
+def test_rejects_that_quote_an_erased_customer_in_other_forms_go_with_the_erasure(tmp_path: Path) -> None:
+    """Found by a probe: Python's str() of an event (single quotes) was kept in plain bytes, as
+    naming nobody, and stayed after the erasure; so did a reject naming the customer only as a
+    quoted string. The first is now kept encrypted under the customer's key; every plain reject
+    that quotes the key goes when the customer is erased. One quoting another key stays."""
+    log = Log(tmp_path / "log.sqlite")
+    as_repr = repr(json.loads(ev(1, "comment.posted", {"thread": "t", "text": "REPR-CANARY"}))).encode()
+    bare = b'["c-1", "BARE-CANARY"]'
+    other = b'["c-10", "OTHER-CUSTOMER"]'
+    outcomes = commit(log, ev(0, "idea.voted", {"idea": "i"}), as_repr, bare, other)
+    assert [getattr(o, "reason", None) for o in outcomes[1:]] == ["malformed"] * 3
+    rejects = log.rejects()
+    assert [log.reject_raw(r.seq) for r in rejects] == [as_repr, bare, other]
+    log.close()
+    assert files_holding(tmp_path, [b"REPR-CANARY"]) == []  # encrypted on arrival
+    log = Log(tmp_path / "log.sqlite")
+    commit(log, ev(2, "customer.erased"))
+    assert [log.reject_raw(r.seq) for r in rejects] == [None, None, other]
+    log.close()
+    assert files_holding(tmp_path, [b"REPR-CANARY", b"BARE-CANARY"]) == []
+    assert files_holding(tmp_path, [b"OTHER-CUSTOMER"]) == ["log.sqlite"]
+
+
 def test_a_log_written_by_someone_else_is_refused(tmp_path: Path) -> None:
     log = Log(tmp_path / "log.sqlite")
     commit(log, ev(1, "idea.voted", {"idea": "i"}))
