@@ -48,6 +48,10 @@ STORE_ROOM = 16 * 1024 * 1024
 STORE_RESTART_EVERY = 30.0
 
 
+# uvicorn.Config(log_config=None): uvicorn's loggers keep no handlers of their own and reach the
+# engine's (engine/logs.py: JSON Lines when not on a terminal), as every other line does.
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: `run` owns SIGINT/SIGTERM and the order of shutdown."""
 
@@ -181,7 +185,7 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
         consumer = jetstream.Consumer(nc, on_batch, batch=settings.batch, ack_wait=settings.ack_wait)
         app = build_app(log_, ingest, reads, runner, access=access, commit_timeout=settings.commit_timeout,
                         consumer=consumer)
-        http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+        http = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, log_config=None))
 
         supervising = asyncio.create_task(
             _supervise(server if settings.nats_url is None else None, runner, stopping, consumer), name="supervisor")
@@ -247,7 +251,7 @@ async def _serve_read_only_locked(settings: Settings, announce: Callable[[str], 
         stack.push_async_callback(reads.close)
         access = None if settings.auth is None else Access.load(settings.auth)
         http = _Server(uvicorn.Config(build_app(log_, None, reads, access=access), log_level="warning",
-                                      lifespan="on", access_log=False))
+                                      lifespan="on", access_log=False, log_config=None))
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

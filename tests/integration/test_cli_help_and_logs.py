@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def test_engine_logs_are_json_lines_when_not_on_a_terminal(tmp_path: Path) -> No
     engine = EngineProcess(tmp_path / "data").start()
     try:
         assert engine.get("/health").status_code == 200
+        # The HTTP server's own warning ("Invalid HTTP request received.") was a plain-text line.
+        with socket.create_connection(("127.0.0.1", engine.http_port), timeout=10) as garbage:
+            garbage.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            garbage.recv(1024)
     finally:
         engine.stop()
     lines = engine.log_tail(100_000).splitlines()
@@ -44,6 +49,7 @@ def test_engine_logs_are_json_lines_when_not_on_a_terminal(tmp_path: Path) -> No
         assert entry["time"].endswith("Z") and entry["level"] in ("debug", "info", "warning", "error", "critical")
     assert any(e["logger"] == "engage.nats" and "TOUCHPOINTS" in e["message"] for e in entries)
     assert any("closed" in e["message"] for e in entries)  # logged while stopping, after the app started
+    assert any(e["logger"].startswith("uvicorn") and "Invalid HTTP request" in e["message"] for e in entries)
 
 
 def test_json_formatter_keeps_the_exception_and_extra_fields() -> None:
