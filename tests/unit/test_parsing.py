@@ -280,6 +280,37 @@ def test_a_repeated_type_key(raw: bytes, verdict: Rejected) -> None:
     assert parse(raw, NOW) == verdict
 
 
+_HEAD = b'{"type":"comment.posted","occurred_at":"2026-10-01T10:00:00Z","source":"s","channel":"web",'
+_TAIL = b'"data":{"thread":"t","text":"hello"}}'
+
+
+@pytest.mark.parametrize(
+    ("middle", "verdict"),
+    [
+        # whose event it is, given twice: the last value won, and the event went to another profile
+        (b'"id":"e-1","customer":"c-1","customer":"c-2",', Rejected("schema", "customer: given more than once")),
+        (b'"id":"e-1","customer":"c-1","customer":"c-1",', Rejected("schema", "customer: given more than once")),
+        (b'"id":"e-1","identity":{"channel":"x","handle":"a"},"identity":{"channel":"x","handle":"b"},',
+         Rejected("schema", "identity: given more than once")),
+        (b'"id":"e-1","id":"e-2","customer":"c-1",', Rejected("schema", "id: given more than once")),
+    ],
+)
+def test_a_name_that_says_whose_or_which_event_given_twice_is_refused(middle: bytes, verdict: Rejected) -> None:
+    assert parse(_HEAD + middle + _TAIL, NOW) == verdict
+
+
+def test_once_the_precise_look_runs_any_repeated_name_is_named_by_its_path() -> None:
+    """A value equal to "id" sends the input to the precise look, which names what it finds."""
+    raw = _HEAD + b'"id":"e-1","customer":"c-1","data":{"thread":"id","thread":"u"}}'
+    assert parse(raw, NOW) == Rejected("schema", "data.thread: given more than once")
+
+
+def test_a_value_equal_to_such_a_name_is_no_repeat() -> None:
+    raw = _HEAD + b'"id":"id","customer":"customer",' + _TAIL.replace(b'"hello"', b'"identity"')
+    tp = parse(raw, NOW)
+    assert isinstance(tp, Touchpoint) and (tp.id, tp.customer) == ("id", "customer")
+
+
 @pytest.mark.parametrize(
     ("raw", "verdict"),
     [
