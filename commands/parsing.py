@@ -126,7 +126,11 @@ def _repeated_name(raw: bytes) -> str | None:
     """The path of the first name an object of the input repeats (`customer`, `data.rating`), or
     None. I-JSON (RFC 7493) forbids repeated names. (A name spelled with escapes, `"\\u0069d"`,
     is not counted above: no producer's encoder writes one.)"""
-    return _first_repeat(json.loads(raw, object_pairs_hook=_Pairs), "")
+    try:
+        pairs = json.loads(raw, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):  # msgspec read it; should json not, it says nothing more
+        return None
+    return _first_repeat(pairs, "")
 
 
 def _first_repeat(value: Any, path: str) -> str | None:
