@@ -134,19 +134,16 @@ def _repeated_name(raw: bytes) -> str | None:
 
 
 def _first_repeat(value: Any, path: str) -> str | None:
-    if isinstance(value, _Pairs):
-        seen: set[str] = set()
-        for name, _ in value:
-            if name in seen:
-                return f"{path}.{name}" if path else name
-            seen.add(name)
-        inner = ((f"{path}.{name}" if path else name, item) for name, item in value)
-    elif isinstance(value, list):
-        inner = ((f"{path}[{index}]", item) for index, item in enumerate(value))
-    else:
+    """The catalogue's events hold objects and scalars only (the typed decode let this one by)."""
+    if not isinstance(value, _Pairs):
         return None
-    for where, item in inner:
-        found = _first_repeat(item, where)
+    seen: set[str] = set()
+    for name, _ in value:
+        if name in seen:
+            return f"{path}.{name}" if path else name
+        seen.add(name)
+    for name, item in value:
+        found = _first_repeat(item, f"{path}.{name}" if path else name)
         if found is not None:
             return found
     return None

@@ -46,6 +46,7 @@ from ops.read_api import (
     parse_limit,
     query,
     read_routes,
+    refuse_parameters,
 )
 from projections.reads import Reads
 from projections.runner import Following
@@ -173,12 +174,10 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
     async def post_events(request: Request[Any, Any, Any]) -> Response[bytes]:
         """One event or an array of at most 1,000 (application/json), or NDJSON. Answers after the
         durable commit with the count of each outcome and every rejection's reason and detail."""
-        try:
-            # A parameter it does not take is refused before anything is committed: a producer that
-            # meant `?dry_run=true` must not have its events written.
-            only(query(request), set())
-        except BadParameter as e:
-            return e.response()
+        # A parameter it does not take is refused before anything is committed: a producer that
+        # meant `?dry_run=true` must not have its events written.
+        if (bad := refuse_parameters(request)) is not None:
+            return bad
         try:
             encoding = request.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):  # the bytes would be decoded as if they were JSON
@@ -298,10 +297,8 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
 
     @get("/audit/verify", summary="Verify the hash chain (SPEC §8)")
     async def audit_verify(request: Request[Any, Any, Any]) -> Response[bytes]:
-        try:
-            only(query(request), set())
-        except BadParameter as e:
-            return e.response()
+        if (refused := refuse_parameters(request)) is not None:
+            return refused
         async with verifying:
             checked = await asyncio.to_thread(lambda: verify_chain(log_.iter_records()))
         broken = checked.broken

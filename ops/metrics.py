@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from engine.ingest import Ingest
 from engine.log import Log
-from ops.read_api import BadParameter, only, query
+from ops.read_api import refuse_parameters
 from projections.reads import Reads
 from projections.runner import Following
 
@@ -123,10 +123,8 @@ def metrics_surface(log_: Log, ingest: Ingest | None, reads: Reads | None,
 
     @get("/metrics", summary="Prometheus text format", include_in_schema=True, sync_to_thread=False)
     def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-        try:
-            only(query(request), set())  # as every other call: a parameter it does not take is a 400
-        except BadParameter as e:
-            return e.response()
+        if (refused := refuse_parameters(request)) is not None:  # as every call: a 400 naming it
+            return refused
         return Response(generate_latest(registry), media_type=CONTENT_TYPE)
 
     return [metrics], [RequestTimer(requests)]

@@ -146,6 +146,15 @@ def only(params: Mapping[str, str], allowed: set[str]) -> None:
         raise BadParameter(repeated[0], "given more than once: give it once")
 
 
+def refuse_parameters(request: Request[Any, Any, Any]) -> Response[bytes] | None:
+    """For a call that takes no parameter: the 400 naming one given, or None."""
+    try:
+        only(query(request), set())
+    except BadParameter as e:
+        return e.response()
+    return None
+
+
 def path_segments(request: Request[Any, Any, Any], prefix: str) -> list[str]:
     """The decoded segments after `prefix`, split on the raw (still encoded) path."""
     raw = request.scope.get("raw_path") or request.url.path.encode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -16,8 +16,6 @@ import msgspec
 from commands.instants import rfc3339
 
 HALF_LIFE = timedelta(days=90)
-_MICRO = timedelta(microseconds=1)
-_MICROS_PER_HALF_LIFE = HALF_LIFE // _MICRO
 
 Tier = Literal["champion", "promoter", "neutral", "detractor"]
 
@@ -81,28 +79,6 @@ def score(contributions: Iterable[tuple[datetime, float]], as_of: datetime) -> f
     return math.fsum([w * power(2.0, -((as_of - at) / half_life)) for at, w in contributions if at <= as_of])
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def epoch_micros(moment: datetime) -> int:
-    """µs since 1970 (negative before), exactly."""
-    return (moment - _EPOCH) // _MICRO
-
-
-def in_micros(contributions: Iterable[tuple[datetime, float]]) -> list[tuple[int, float]]:
-    """(µs since 1970, weight) pairs for `score_at_micros`, converted once for many instants."""
-    epoch, micro = _EPOCH, _MICRO
-    return [((at - epoch) // micro, w) for at, w in contributions]
-
-
-def score_at_micros(contributions: list[tuple[int, float]], as_of: int) -> float:
-    """`score` of `in_micros(contributions)` at `as_of` µs since 1970, bit for bit: T − t in whole
-    µs over τ in whole µs is the same correctly rounded int / int division that timedelta / timedelta
-    makes. For instants probed one microsecond after another (spans._crossings)."""
-    power, half_life = math.pow, _MICROS_PER_HALF_LIFE
-    return math.fsum([w * power(2.0, -((as_of - at) / half_life)) for at, w in contributions if at <= as_of])
-
-
 def tier(score: float) -> Tier:
     """From the UNROUNDED score: 19.999 reports as 20.0 but is a promoter."""
     if score >= 20:
@@ -132,6 +108,8 @@ def advocacy(contributions: Iterable[tuple[datetime, float]], as_of: datetime) -
 
 
 _THRESHOLDS = (20.0, 5.0, -5.0)  # where tier() changes its answer
+_MICRO = timedelta(microseconds=1)
+_MICROS_PER_HALF_LIFE = HALF_LIFE // _MICRO
 _MAX_REACH = 10_000  # µs probed either side of a crossing at most: only absurd cancellation needs more
 
 

@@ -30,7 +30,7 @@ from typing import NamedTuple, TypeVar
 
 import msgspec
 
-from projections.advocacy import HALF_LIFE, epoch_micros, in_micros, reaches, score, score_at_micros, tier
+from projections.advocacy import HALF_LIFE, reaches, score, tier
 from projections.engagement import LADDER, THRESHOLDS, WINDOW
 from projections.store import BEGINNING, END, instant, sortable
 
@@ -340,12 +340,11 @@ def _crossings(h: History, point: _Point, threshold: float, until: int | None, o
     # Near a microsecond's edge: the microseconds where score() may flip, each evaluated.
     if after is not None and last <= after:
         return []  # every candidate lies before the cut of a respan from a Resume: not wanted
-    prefix, flips, before = in_micros(h.prefix(point.counted)), [], True  # it reaches θ before `first`
-    base = epoch_micros(origin)
+    prefix, flips, before = h.prefix(point.counted), [], True  # it reaches θ before `first`
     for offset in range(max(first, whole - _MAX_PROBE), min(last, whole + _MAX_PROBE) + 1):
         if offset <= point.offset or (until is not None and offset >= until):
             continue
-        now = reaches(score_at_micros(prefix, base + offset), threshold)
+        now = reaches(score(prefix, origin + timedelta(microseconds=offset)), threshold)
         if now != before:
             flips.append(offset)
         before = now

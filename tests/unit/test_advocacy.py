@@ -16,12 +16,9 @@ from projections.advocacy import (
     Advocacy,
     advocacy,
     decayed,
-    epoch_micros,
     explain_advocacy,
-    in_micros,
     reported,
     score,
-    score_at_micros,
     tier,
     tier_changes,
     weight,
@@ -239,10 +236,9 @@ weights = st.sampled_from([10.0, 8.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -2.0, -4.0, 
 
 @settings(max_examples=300)
 @given(st.lists(st.tuples(instants, weights), max_size=30), instants)
-def test_the_sums_are_the_fsum_of_each_decayed_term_bit_for_bit(
+def test_the_score_is_the_fsum_of_each_decayed_term_bit_for_bit(
         contributions: list[tuple[datetime, float]], as_of: datetime) -> None:
-    """`score` inlines `decayed`, and `score_at_micros` works in whole µs: neither may move a last
-    bit (a tier at a boundary is decided on it, and readers and spans must agree)."""
+    """`score` inlines `decayed`: that may not move a last bit (a tier at a boundary is decided on
+    it, and readers and spans must agree)."""
     defined = math.fsum(decayed(w, at, as_of) for at, w in contributions)
     assert score(contributions, as_of).hex() == defined.hex()
-    assert score_at_micros(in_micros(contributions), epoch_micros(as_of)).hex() == defined.hex()
