@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from commands import cases
 from commands.cases import Case
 from commands.outcomes import Duplicate, Rejected
+from commands.parsing import IMPERSONAL, impersonal_digest
 from commands.touchpoints import Touchpoint, case_id
 
 
@@ -17,8 +18,9 @@ class WriteView(Protocol):
     """What a decision needs to know about the log so far."""
 
     def logged(self, event_id: str) -> tuple[bytes, int] | None:
-        """(content digest, position) of the event with that id, if the log holds it. The digest
-        is empty once the event's personal fields were shredded with their keys (SPEC §6)."""
+        """(content digest, position) of the event with that id, if the log holds it. Once the
+        keys of the event's personal fields are destroyed (SPEC §6) the digest is its
+        `impersonal_digest` (empty in a log that shredded digests before it kept those)."""
 
     def case(self, case: str) -> Case | None: ...
 
@@ -30,8 +32,10 @@ def decide(tp: Touchpoint[Any], digest: bytes, view: WriteView) -> Duplicate | R
     seen = view.logged(tp.id)
     if seen is not None:
         logged_digest, position = seen
-        # An erased customer's event can no longer be compared with what comes again: the same id
-        # is a duplicate, whatever it carries (answering by content would confirm a guess).
+        # An erased customer's event is compared without its personal fields (answering by them
+        # would confirm a guess); a log that shredded digests before that keeps none (b"").
+        if logged_digest.startswith(IMPERSONAL):
+            digest = impersonal_digest(tp)
         if logged_digest == digest or not logged_digest:
             return Duplicate(position)
         return Rejected(

@@ -29,6 +29,7 @@ from commands.touchpoints import (
     Strict,
     SurveyAnswered,
     Touchpoint,
+    personal_fields,
 )
 
 MAX_BYTES = 64 * 1024
@@ -272,6 +273,21 @@ def digest_of(canonical: bytes) -> bytes:
     """`content_digest` of the event whose `canonical_json` is `canonical` (the log encodes each
     accepted event once and takes both the digest and the record's event from that)."""
     return hashlib.sha256(canonical).digest()
+
+
+# The first byte of an impersonal digest: 33 bytes, never equal to a content digest (32).
+IMPERSONAL = b"\x01"
+
+
+def impersonal_digest(tp: Touchpoint[Any]) -> bytes:
+    """What stays comparable of an event once an erasure destroyed the keys of its personal fields
+    (SPEC §6): the digest of its canonical JSON with each personal field it carries blanked. It
+    tells `duplicate` from `duplicate_conflict` on everything else (`source`, `data.thread`, …)
+    and says nothing of the fields: a guessed name gives the same digest as any other."""
+    blanked = {name: "" for name in personal_fields(type(tp.data)) if isinstance(getattr(tp.data, name), str)}
+    if blanked:
+        tp = msgspec.structs.replace(tp, data=msgspec.structs.replace(tp.data, **blanked))
+    return IMPERSONAL + digest_of(canonical_json(tp))
 
 
 def canonical_json(tp: Touchpoint[Any]) -> bytes:

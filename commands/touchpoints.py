@@ -293,6 +293,18 @@ class Touchpoint(msgspec.Struct, Generic[D], frozen=True, kw_only=True):
     data: D
 
 
+_personal_fields_of: dict[type, tuple[str, ...]] = {}
+
+
+def personal_fields(kind: type) -> tuple[str, ...]:
+    """The personal fields (SPEC §1) a catalogue data type has."""
+    names = _personal_fields_of.get(kind)
+    if names is None:
+        names = _personal_fields_of[kind] = tuple(
+            name for name in getattr(kind, "__struct_fields__", ()) if name in PERSONAL_FIELDS)
+    return names
+
+
 def profile_key(tp: Touchpoint[Any]) -> str:
     """The profile the event carries (§3): the customer key, or the anonymous `~{channel}:{handle}`."""
     if isinstance(tp.customer, str):

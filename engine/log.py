@@ -38,13 +38,13 @@ from commands.cases import Case, apply
 from commands.decisions import decide, erased_customer
 from commands.instants import rfc3339
 from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejected
-from commands.parsing import canonical_json, digest_of, normalise_identity, parse
-from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, profile_key
+from commands.parsing import canonical_json, digest_of, impersonal_digest, normalise_identity, parse
+from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, from_wire, personal_fields, profile_key
 from engine.chain import ZERO_HASH, Sealer
 from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text, key_id_of
 from engine.received import Received
 from engine.settings import Damaged, causes
-from engine.sql import IN_CHUNK, select_in
+from engine.sql import select_in
 
 LOG_ID = uuid.uuid5(uuid.NAMESPACE_URL, "urn:engage:log")
 _LOG_HEX = LOG_ID.hex  # the originator_id column of every row
@@ -228,6 +228,7 @@ class _BatchView:
         for case, state in select_in(c, "SELECT case_id, state FROM cases", "case_id", cases):
             self._cases[case] = _case_decoder.decode(state)
         self.new_ids: dict[str, tuple[bytes, int, str | None]] = {}
+        self._new_personal: dict[str, Touchpoint[Any]] = {}  # the batch's events under a key, by id
         self.changed_cases: set[str] = set()
 
     def logged(self, event_id: str) -> tuple[bytes, int] | None:
@@ -247,15 +248,21 @@ class _BatchView:
             self._erased[customer] = self._c.fetchone() is not None
         return self._erased[customer]
 
-    def log(self, event_id: str, digest: bytes, position: int, key_id: str | None) -> None:
-        self._ids[event_id] = self.new_ids[event_id] = (digest, position, key_id)
+    def log(self, tp: Touchpoint[Any], digest: bytes, position: int, key_id: str | None) -> None:
+        self._ids[tp.id] = self.new_ids[tp.id] = (digest, position, key_id)
+        if key_id is not None:
+            self._new_personal[tp.id] = tp
 
-    def shred(self, key_ids: set[str]) -> None:
-        """The digests under these keys, which an erasure destroys, as the batch knows them."""
+    def shred(self, key_ids: set[str], impersonal: dict[str, bytes]) -> None:
+        """The digests under these keys, which an erasure destroys, as the batch knows them: those
+        committed before it become `impersonal` (read from their records), the batch's own are
+        made from its events."""
         for known in (self._ids, self.new_ids):
             for event_id, (_, position, key_id) in known.items():
                 if key_id in key_ids:
-                    known[event_id] = (SHREDDED, position, key_id)
+                    digest = (impersonal[event_id] if event_id in impersonal
+                              else impersonal_digest(self._new_personal[event_id]))
+                    known[event_id] = (digest, position, key_id)
 
     def set_case(self, case: Case) -> None:
         self._cases[case.case] = case
@@ -299,20 +306,8 @@ class _Deliveries:
         self._c.executemany("INSERT OR REPLACE INTO deliveries VALUES (?,?)", list(self._new.items()))
 
 
-_personal_fields_of: dict[type, tuple[str, ...]] = {}
-
-
-def _personal_fields(kind: type) -> tuple[str, ...]:
-    """The personal fields (SPEC §1) a catalogue data type has."""
-    names = _personal_fields_of.get(kind)
-    if names is None:
-        names = _personal_fields_of[kind] = tuple(
-            name for name in getattr(kind, "__struct_fields__", ()) if name in PERSONAL_FIELDS)
-    return names
-
-
 def _carries_personal(tp: Touchpoint[Any]) -> bool:
-    return any(isinstance(getattr(tp.data, name), str) for name in _personal_fields(type(tp.data)))
+    return any(isinstance(getattr(tp.data, name), str) for name in personal_fields(type(tp.data)))
 
 
 def _now() -> datetime:
@@ -519,7 +514,7 @@ class Log:
         """The normalised event as the log holds it, in canonical JSON, and the key its personal
         fields are ciphertext under: the key of the profile that sent them (SPEC §8). `encoded` is
         the event's canonical JSON as it came (what it is when it carries no personal field)."""
-        names = _personal_fields(type(tp.data))
+        names = personal_fields(type(tp.data))
         plain = {name: value for name in names if isinstance(value := getattr(tp.data, name), str)}
         if not plain:
             return encoded, None
@@ -530,7 +525,7 @@ class Log:
     def _evolve(self, c: SQLiteCursor, view: _BatchView, tp: Touchpoint[Any], digest: bytes,
                 position: int, key_id: str | None) -> None:
         """What an accepted event changes on the write side."""
-        view.log(tp.id, digest, position, key_id)
+        view.log(tp, digest, position, key_id)
         case = case_id(tp)
         if case is not None:
             view.set_case(apply(view.case(case), tp))
@@ -538,7 +533,8 @@ class Log:
             self._link(c, tp)
         gone = erased_customer(tp)
         if gone is not None:
-            view.shred(self._erase(c, gone, position))
+            destroyed, impersonal = self._erase(c, gone, position)
+            view.shred(destroyed, impersonal)
             view.erase(gone)
 
     def _link(self, c: SQLiteCursor, tp: Touchpoint[Any]) -> None:
@@ -550,19 +546,26 @@ class Log:
         if row is None or (_sortable(row[0]), row[1]) < (_sortable(at), tp.id):
             c.execute("INSERT OR REPLACE INTO links VALUES (?,?,?,?,?)", (channel, handle, tp.customer, at, tp.id))
 
-    def _erase(self, c: SQLiteCursor, customer: str, position: int) -> set[str]:
+    def _erase(self, c: SQLiteCursor, customer: str, position: int) -> tuple[set[str], dict[str, bytes]]:
         """Crypto-shredding (SPEC §6): the customer's keys and those of the identities linked to it
-        go, with the digests of the events whose personal fields they held; the links end, so those
-        identities start afresh. Returns the ids of the keys destroyed."""
+        go; the digests of the events whose personal fields they held become impersonal digests
+        (what a digest of a name would confirm, guessed, goes with the keys); the links end, so
+        those identities start afresh. Returns the ids of the keys destroyed, and the impersonal
+        digests of the events committed before this batch, by event id."""
         c.execute("SELECT channel, handle FROM links WHERE customer=?", (customer,))
         owners = [customer, *(f"~{ch}:{h}" for ch, h in c.fetchall())]
         destroyed = self._keys.destroy(c, owners)
         # One pass over the ids (~60 ms at 1M events): an index by key would cost every event with
-        # personal fields ~3 µs more to write (measured), for erasures that are rare.
-        for start in range(0, len(destroyed), IN_CHUNK):
-            chunk = destroyed[start:start + IN_CHUNK]
-            c.execute(f"UPDATE event_ids SET digest=? WHERE key_id IN ({','.join('?' * len(chunk))})",
-                      (SHREDDED, *chunk))
+        # personal fields ~3 µs more to write (measured), for erasures that are rare. Each event's
+        # record is read back by position (its rowid): the stored event differs from the one sent
+        # only in the personal fields, which the impersonal digest leaves out.
+        impersonal: dict[str, bytes] = {}
+        raw = c.sqlite_cursor.connection
+        for event_id, at in select_in(c, "SELECT id, position FROM event_ids", "key_id", destroyed):
+            row = raw.execute(f"SELECT state FROM {EVENTS_TABLE} WHERE rowid=?", (at,)).fetchone()
+            impersonal[event_id] = (SHREDDED if row is None  # a damaged log: comparable no more
+                                    else impersonal_digest(from_wire(_whole_record.decode(row[0])["event"])))
+        c.executemany("UPDATE event_ids SET digest=? WHERE id=?", [(d, i) for i, d in impersonal.items()])
         self._shred_due = True
         # A kept reject that named nobody the patterns of _whose() recognise is plain bytes: those
         # that quote the customer's key anyway (`["c-42", …]`, a form no pattern reads) go too.
@@ -571,7 +574,7 @@ class Log:
                       (quoted,))
         c.execute("DELETE FROM links WHERE customer=?", (customer,))
         c.execute("INSERT OR IGNORE INTO erased VALUES (?,?)", (customer, position))
-        return set(destroyed)
+        return set(destroyed), impersonal
 
     def _keep_reject(self, c: SQLiteCursor, view: _BatchView, item: Received, rejected: Rejected,
                      now: str) -> Rejected:
@@ -720,6 +723,7 @@ class _KeyedRecord(msgspec.Struct):
 
 
 _keyed = msgspec.json.Decoder(_KeyedRecord)
+_whole_record = msgspec.json.Decoder(dict[str, Any])
 
 
 def _key_of(event: _KeyedEvent) -> str | None:

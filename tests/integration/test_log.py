@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from commands.outcomes import Accepted, Duplicate, Rejected
-from commands.parsing import canonical_json, digest_of, parse
+from commands.parsing import canonical_json, digest_of, impersonal_digest, parse
 from engine.chain import verify
 from engine.log import Log, LogError
 from engine.received import Received
@@ -114,6 +114,12 @@ def digests(log: Log) -> dict[str, bytes]:
         con.close()
 
 
+def impersonal(raw: bytes) -> bytes:
+    tp = parse(raw, NOW)
+    assert not isinstance(tp, Rejected)
+    return impersonal_digest(tp)
+
+
 def plain_digest(raw: bytes) -> bytes:
     """What a digest of the event's plaintext would be: confirmable by guessing its personal fields."""
     tp = parse(raw, NOW)
@@ -129,7 +135,8 @@ BOB = ev(6, "customer.registered", {"name": "Bob"}, customer="c-bob")
 
 def test_erasure_shreds_the_digests_of_what_its_keys_held(log: Log) -> None:
     """A digest of a name or an email can be confirmed by guessing it, offline from the file, or
-    online by sending the event again (duplicate or duplicate_conflict): it goes with the keys."""
+    online by sending the event again (duplicate or duplicate_conflict): it goes with the keys. What
+    stays is a digest without the personal fields, which still tells other changes apart (§2)."""
     commit(log, ADA, TWEET, ev(3, "identity.linked", {"channel": "twitter", "handle": "ada"}),
            ev(4, "idea.voted", {"idea": "i"}), BOB)
     kept = digests(log)
@@ -137,20 +144,43 @@ def test_erasure_shreds_the_digests_of_what_its_keys_held(log: Log) -> None:
     assert commit(log, ADA_GUESSED)[0].reason == "duplicate_conflict"
     commit(log, ev(5, "customer.erased"))
     after = digests(log)
-    assert after["e-1"] == after["e-2"] == b""  # its own and its linked identity's
-    assert after["e-4"] == kept["e-4"] != b""  # no personal field: nothing to guess
+    # its own and its linked identity's
+    assert after["e-1"] == impersonal(ADA) == impersonal(ADA_GUESSED) != plain_digest(ADA)
+    assert after["e-2"] == impersonal(TWEET)
+    assert after["e-4"] == kept["e-4"]  # no personal field: nothing to guess
     assert after["e-6"] == kept["e-6"] == plain_digest(BOB)  # someone else's
-    assert plain_digest(ADA) not in after.values()
-    # Sent again, the erased customer's event is a duplicate whatever it carries: no oracle.
-    assert commit(log, ADA, ADA_GUESSED, TWEET) == [Duplicate(1), Duplicate(1), Duplicate(2)]
+    assert plain_digest(ADA) not in after.values() and plain_digest(TWEET) not in after.values()
+    # Sent again, the erased customer's event is a duplicate whatever its personal fields say: no oracle.
+    assert commit(log, ADA, ADA_GUESSED, TWEET, ev(2, "comment.posted", {"thread": "t", "text": "a guess"},
+                                                    identity={"channel": "Twitter", "handle": "@ADA"})) == [
+        Duplicate(1), Duplicate(1), Duplicate(2), Duplicate(2)]
+    # Anything else changed is still a conflict (found by a probe: it was a duplicate).
+    for changed in (ev(1, "customer.registered", {"name": "Ada Lovelace", "email": "ada@example.org",
+                                                  "locale": "en-GB"}),  # a field more
+                    ev(1, "customer.registered", {"name": "Ada Lovelace"}),  # a personal field fewer
+                    ev(2, "comment.posted", {"thread": "other", "text": "hi"},
+                       identity={"channel": "twitter", "handle": "ada"}),
+                    ev(2, "comment.posted", {"thread": "t", "text": "hi"},
+                       identity={"channel": "twitter", "handle": "bob"})):
+        assert commit(log, changed)[0].reason == "duplicate_conflict", changed
     assert commit(log, ev(6, "customer.registered", {"name": "Rob"}, customer="c-bob"))[0].reason == (
         "duplicate_conflict")
 
 
-def test_an_erasure_shreds_the_digests_its_own_batch_wrote(log: Log) -> None:
-    outcomes = commit(log, ADA, ev(5, "customer.erased"), ADA_GUESSED)
-    assert outcomes == [Accepted(1), Accepted(2), Duplicate(1)]
-    assert digests(log)["e-1"] == b""
+def test_an_erasure_makes_impersonal_the_digests_its_own_batch_wrote(log: Log) -> None:
+    outcomes = commit(log, ADA, ev(5, "customer.erased"), ADA_GUESSED,
+                      ev(1, "customer.registered",
+                         {"name": "Ada Lovelace", "email": "ada@example.org", "locale": "fr"}))
+    assert outcomes[:3] == [Accepted(1), Accepted(2), Duplicate(1)]
+    assert outcomes[3].reason == "duplicate_conflict"
+    assert digests(log)["e-1"] == impersonal(ADA)
+    # committed before the erasure's batch, or in it before the erasure: the same digest
+    commit(log, ev(7, "comment.posted", {"thread": "t", "text": "x"}, customer="c-bob"))
+    commit(log, ev(8, "comment.posted", {"thread": "t", "text": "y"}, customer="c-bob"),
+           ev(9, "customer.erased", customer="c-bob"))
+    after = digests(log)
+    assert after["e-7"] == impersonal(ev(7, "comment.posted", {"thread": "t", "text": "x"}, customer="c-bob"))
+    assert after["e-8"] == impersonal(ev(8, "comment.posted", {"thread": "t", "text": "y"}, customer="c-bob"))
 
 
 def test_a_log_of_the_earlier_layout_shreds_the_digests_of_erased_customers_when_opened(tmp_path: Path) -> None:
@@ -415,3 +445,34 @@ def test_a_reader_that_keeps_the_wal_from_being_truncated_is_told_of_once(tmp_pa
     assert not log._shred_due
     assert any("the WAL is truncated" in r.getMessage() for r in caplog.records)
     log.close()
+
+
+def test_an_impersonal_digest_read_back_from_the_log_is_the_one_of_the_event_sent(log: Log) -> None:
+    """Each type with personal fields, from a customer and from an identity, sent with an offset
+    and microseconds: after the erasure, the digest made from the stored record (ciphertext fields)
+    is the one made from the event as sent again, so a re-send is a duplicate, not a conflict."""
+    personal: list[tuple[str, dict[str, Any]]] = [
+        ("customer.registered", {"name": "Zoë", "email": "z@example.org", "locale": "de"}),
+        ("case.opened", {"case": "k-9", "subject": "Kaputt", "priority": "high"}),
+        ("case.customer_replied", {"case": "k-9", "text": "Straße"}),
+        ("case.agent_replied", {"case": "k-9", "agent": "a-1", "text": "ok"}),
+        ("case.note_added", {"case": "k-9", "agent": "a-1", "text": "internal"}),
+        ("mention.observed", {"url": "https://x.example/1", "text": "👍"}),
+        ("post.published", {"thread": "t", "title": "T", "text": ""}),
+        ("comment.posted", {"thread": "t", "text": "c"}),
+        ("question.asked", {"question": "q", "text": "?"}),
+        ("review.posted", {"product": "p", "rating": 5, "text": "great"}),
+        ("idea.submitted", {"idea": "i", "title": "Idea"}),
+        ("answer.posted", {"question": "q", "answer": "a", "text": "this"}),
+    ]
+    sent = [ev(f"p-{n}", typ, data, at="2026-10-01T14:00:00.250000+02:00") for n, (typ, data) in enumerate(personal)]
+    sent += [ev(f"i-{n}", typ, data, at="2026-10-01T14:00:00.250000+02:00",
+                identity={"channel": "Mastodon", "handle": "@Zoë"})
+             for n, (typ, data) in enumerate(personal) if not typ.startswith(("case.", "customer."))]
+    assert all(isinstance(o, Accepted) for o in commit(log, *sent, ev("l", "identity.linked",
+                                                                      {"channel": "mastodon", "handle": "zoë"})))
+    commit(log, ev("x", "customer.erased"))
+    after = digests(log)
+    for raw in sent:
+        assert after[json.loads(raw)["id"]] == impersonal(raw), raw
+    assert all(isinstance(o, Duplicate) for o in commit(log, *sent))

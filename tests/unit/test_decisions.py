@@ -9,7 +9,7 @@ import pytest
 from commands.cases import Case
 from commands.decisions import decide
 from commands.outcomes import Duplicate, Rejected
-from commands.parsing import parse
+from commands.parsing import impersonal_digest, parse
 from commands.touchpoints import Touchpoint
 from tests.samples import ev
 
@@ -38,7 +38,10 @@ def vote(customer: str = "c-1") -> Touchpoint[Any]:
     ({}, set(), None),  # new: accepted
     ({"e-1": (b"same", 7)}, set(), Duplicate(7)),
     ({"e-1": (b"other", 7)}, set(), "duplicate_conflict"),
-    # shredded with an erased customer's keys: no longer comparable, so a duplicate whatever it carries
+    # after an erasure, compared without the personal fields (a vote has none: its whole content)
+    ({"e-1": (impersonal_digest(vote()), 7)}, {"c-1"}, Duplicate(7)),
+    ({"e-1": (impersonal_digest(vote("c-2")), 7)}, {"c-1"}, "duplicate_conflict"),
+    # shredded by a log before impersonal digests: no longer comparable, a duplicate whatever it carries
     ({"e-1": (b"", 7)}, {"c-1"}, Duplicate(7)),
     ({}, {"c-1"}, "erased"),
     ({"e-1": (b"other", 7)}, {"c-1"}, "duplicate_conflict"),  # idempotency comes before erasure (§2)
