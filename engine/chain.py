@@ -8,6 +8,7 @@ cannot hide itself when we check.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -102,12 +103,21 @@ def verify_chain(lines: Iterable[bytes | str], reaching: str | None = None) -> V
 
 def _check(line: bytes | str, position: int, prev: str) -> tuple[str | None, str]:
     """(what is wrong with this record or None, the hash it claims)."""
+    if not line.strip():
+        return "an empty line where a record was expected (an export holds one record per line)", ""
     try:
         record = msgspec.json.decode(line)
     except msgspec.DecodeError as e:
         return f"not JSON: {e}", ""
     if not isinstance(record, dict):
         return "not a JSON object", ""
+    # A name given twice in one object: a decoder keeps one of the values (msgspec the last, others
+    # the first), so the hash would vouch for content that readers see differently. RFC 8785 takes
+    # no such input. (~8 µs a record, against ~30 for the canonical form.)
+    try:
+        json.loads(line, object_pairs_hook=_no_repeated_names)
+    except _RepeatedName as e:
+        return f"the name {e.args[0]!r} is given twice in one object", ""
     if record.get("position") != position:
         return f"position {record.get('position')!r} where {position} was expected", ""
     if record.get("prev_hash") != prev:
@@ -121,3 +131,18 @@ def _check(line: bytes | str, position: int, prev: str) -> tuple[str | None, str
     if hashlib.sha256(canonical).hexdigest() != claimed:
         return "hash does not match the record's content", ""
     return None, claimed
+
+
+class _RepeatedName(Exception):
+    pass
+
+
+def _no_repeated_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _RepeatedName(name)
+            seen.add(name)
+    return members

@@ -3,6 +3,7 @@ or from an export file, with no trust in the code that wrote it."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -64,11 +65,28 @@ def _readable(records: Iterator[bytes], damage: list[Exception]) -> Iterator[byt
 
 def verify_file(path: Path, progress: Callable[[int], None] = lambda n: None, *,
                 reaching: str | None = None) -> Verified:
+    """An export, from a file or (`-`) from standard input."""
+    if str(path) == "-":
+        return verify_chain(_counted(_records(sys.stdin.buffer), progress), reaching)
     try:
         with path.open("rb") as lines:
-            return verify_chain(_counted((line for line in lines if line.strip()), progress), reaching)
+            return verify_chain(_counted(_records(lines), progress), reaching)
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from e
+
+
+def _records(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of an export, without the blank ones at its end (an editor's last newline). A
+    blank line between records is passed on, where the chain calls it a break: one record a line."""
+    blank = 0
+    for line in lines:
+        if not line.strip():
+            blank += 1
+            continue
+        if blank:
+            yield b""
+            return
+        yield line
 
 
 def export(data: Path, out: IO[bytes], *, decrypt: bool = False,

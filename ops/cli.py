@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "examples:\n"
                                 "  engage verify log.jsonl\n"
                                 "  engage verify --data ./engage-data"))
-    verify.add_argument("export", nargs="?", type=Path, help="an export (JSON Lines); omit to check --data")
+    verify.add_argument("export", nargs="?", type=Path,
+                        help="an export (JSON Lines; - reads standard input); omit to check --data")
     verify.add_argument("--data", help="data directory [ENGAGE_DATA]")
     verify.add_argument("--head", metavar="HASH", type=_head_hash,
                         help="also require the record with this hash (the log's head_hash in GET /health, or "

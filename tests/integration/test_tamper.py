@@ -99,3 +99,38 @@ def test_a_removed_stored_event_is_a_gap(data: Path) -> None:
     r = engage("verify", "--data", str(data))
     assert r.returncode == 1
     assert "position 20" in r.stdout
+
+
+def test_a_name_given_twice_in_a_record_fails_at_its_position(data: Path, tmp_path: Path) -> None:
+    """`"source":"EVIL","source":"test"`: a decoder that keeps the last value computes the right
+    hash, one that keeps the first shows EVIL. RFC 8785 takes no such input: it is a break."""
+    lines = export(data, tmp_path / "log.jsonl")
+    assert '"source":"test"' in lines[36]
+    lines[36] = lines[36].replace('"source":"test"', '"source":"EVIL","source":"test"', 1)
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert spec_verify(lines) is None  # json.loads keeps the last value: the hash matches
+    r = engage("verify", str(tampered))
+    assert (r.returncode, r.stdout.strip()) == (
+        1, "broken at position 37: the name 'source' is given twice in one object"), r.stdout + r.stderr
+
+
+def test_a_blank_line_between_records_is_a_break_and_blank_lines_at_the_end_are_not(
+        data: Path, tmp_path: Path) -> None:
+    lines = export(data, tmp_path / "log.jsonl")
+    ended = tmp_path / "ended.jsonl"
+    ended.write_text("\n".join(lines) + "\n\n \r\n", encoding="utf-8")
+    r = engage("verify", str(ended))
+    assert r.returncode == 0 and f"{N} records" in r.stdout, r.stdout + r.stderr
+    gap = tmp_path / "gap.jsonl"
+    gap.write_text("\n".join([*lines[:36], "", *lines[36:]]) + "\n", encoding="utf-8")
+    r = engage("verify", str(gap))
+    assert r.returncode == 1 and r.stdout.startswith("broken at position 37: an empty line"), r.stdout + r.stderr
+
+
+def test_verify_reads_an_export_from_standard_input(data: Path, tmp_path: Path) -> None:
+    lines = export(data, tmp_path / "log.jsonl")
+    r = engage("verify", "-", stdin=("\n".join(lines) + "\n").encode())
+    assert r.returncode == 0 and r.stdout.startswith(f"ok: {N} records"), r.stdout + r.stderr
+    r = engage("verify", "-", stdin=("\n".join([*lines[:3], lines[4]]) + "\n").encode())
+    assert r.returncode == 1 and r.stdout.startswith("broken at position 4:"), r.stdout + r.stderr
