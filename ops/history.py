@@ -39,8 +39,9 @@ _record = msgspec.json.Decoder(dict[str, Any])
 
 def history(data: Path, key: str) -> History:
     """The profile's events. An erased customer's are listed with their personal fields `null`;
-    an identity linked to a customer, or a key never seen, is a UsageError naming what to ask for."""
-    key = normalise_key(key)
+    an identity linked to a customer, or a key never seen, is a UsageError naming what to ask for.
+    The key is taken as given first (as GET /customers lists it: `~twitter:@bob` is the handle
+    `@@bob`), then normalised (`~Twitter:@Alice` is `~twitter:alice`), as the read API does."""
     log = open_log(data)
     try:
         read_path = data / READ_FILE
@@ -48,7 +49,14 @@ def history(data: Path, key: str) -> History:
             raise UsageError(f"no read models at {read_path}: run engage rebuild --data {data}")
         con = sqlite3.connect(read_only_uri(read_path), uri=True)
         try:
-            erased_at, oids = _origins(con, key, data)
+            found = _origins(con, key)
+            if found is None and normalise_key(key) != key:
+                key = normalise_key(key)
+                found = _origins(con, key)
+            if found is None:
+                raise UsageError(f"no profile {key!r} in {data}: give a customer key (c-42) or an identity's "
+                                 "(~twitter:alice), as GET /customers lists them")
+            erased_at, oids = found
             marks = ",".join("?" * len(oids))
             con.execute("ATTACH DATABASE ? AS log", (read_only_uri(data / LOG_FILE),))
             rows = con.execute(f"SELECT l.state FROM events e JOIN log.{EVENTS_TABLE} l ON l.rowid = e.position "
@@ -77,8 +85,8 @@ def normalise_key(key: str) -> str:
     return key
 
 
-def _origins(con: sqlite3.Connection, key: str, data: Path) -> tuple[int | None, list[int]]:
-    """(erased at, the origins whose events are the profile's)."""
+def _origins(con: sqlite3.Connection, key: str) -> tuple[int | None, list[int]] | None:
+    """(erased at, the origins whose events are the profile's), or None when the key names none."""
     erased = con.execute("SELECT position FROM erased WHERE customer=?", (key,)).fetchone()
     if erased is not None:
         # Erasure cleared the owner of its origins (projections/projector.py): they are the customer's
@@ -97,8 +105,7 @@ def _origins(con: sqlite3.Connection, key: str, data: Path) -> tuple[int | None,
                           (channel, handle)).fetchone()
         if row is not None and row[0] is not None and not row[0].startswith("~"):
             raise UsageError(f"{key} is linked to customer {row[0]}: its events are in engage history {row[0]}")
-    raise UsageError(f"no profile {key!r} in {data}: give a customer key (c-42) or an identity's (~twitter:alice), "
-                     "as GET /customers lists them")
+    return None
 
 
 class _KeyCache:

@@ -159,3 +159,15 @@ def test_a_key_with_control_characters_is_written_out_in_an_error(tmp_path: Path
     r = engage("history", "~twitter:evil", "--data", str(tmp_path))
     one_line_error(r, "is linked to customer", "\\x1b]0;PWNED\\x07")
     assert "\x1b" not in r.stderr and "\x07" not in r.stderr
+
+
+def test_a_key_is_taken_as_given_before_it_is_normalised(tmp_path: Path) -> None:
+    """The handle `@@double` is `@double` once one @ is stripped: GET /customers lists
+    `~tw:@double`, and that key (found by a probe: it was normalised again, to `~tw:double`) and
+    the handle as sent both name it."""
+    project(tmp_path, [ev("d-1", "comment.posted", {"thread": "t", "text": "two ats"},
+                          identity={"channel": "Tw", "handle": "@@double"})])
+    for key in ("~tw:@double", "~Tw:@@double"):
+        events, _ = history(tmp_path, key)
+        assert [(e["id"], e["identity"]) for e in events] == [("e-d-1", {"channel": "tw", "handle": "@double"})], key
+    one_line_error(engage("history", "~tw:double", "--data", str(tmp_path)), "no profile '~tw:double'")
