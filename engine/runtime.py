@@ -30,7 +30,7 @@ from engine import jetstream
 from engine.access import ENGINE_USER, Access
 from engine.datalock import DataLock
 from engine.ingest import Ingest
-from engine.log import DAMAGED, Log, LogError, on_read_only_media
+from engine.log import DAMAGED, Log, LogDamaged, LogError, on_read_only_media
 from engine.natsserver import NatsServer, NatsServerError
 from engine.received import Received
 from engine.settings import REPLAY_MARKER, Settings, UsageError, without_credentials
@@ -123,11 +123,16 @@ async def _run_locked(settings: Settings, announce: Callable[[str], None], lock:
     writer = WriterProcess(settings.log_path, keep_fds=[lock.fd])
     try:
         writer.start()  # from the main thread: the writer's parent-death signal is tied to this thread
+    except LogDamaged:
+        raise  # the file, not the user's mistake: exit 1
     except LogError as e:
         raise UsageError(str(e)) from e
     ingest = Ingest(writer)
     try:
         log_ = FollowingLog(settings.log_path, writer)
+    except LogDamaged:
+        ingest.close()
+        raise
     except LogError as e:
         ingest.close()
         raise UsageError(str(e)) from e
@@ -234,6 +239,8 @@ async def serve_read_only(settings: Settings, announce: Callable[[str], None]) -
 async def _serve_read_only_locked(settings: Settings, announce: Callable[[str], None]) -> None:
     try:
         log_ = Log(settings.log_path, create=False)
+    except LogDamaged:
+        raise
     except LogError as e:
         raise UsageError(str(e)) from e
     foreign = foreign_to(settings.read_path, log_.hash_at)

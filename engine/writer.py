@@ -34,7 +34,7 @@ from commands.outcomes import Accepted, Duplicate, Outcome, Redelivered, Rejecte
 from engine import logs
 from engine.children import die_with_parent
 from engine.frames import read_frame, write_frame
-from engine.log import Head, Log, LogError, file_identity
+from engine.log import Head, Log, LogDamaged, LogError, file_identity
 from engine.received import Received
 
 log = logging.getLogger("engage.writer")
@@ -52,6 +52,7 @@ class _Reply(msgspec.Struct):
     outcomes: list[tuple[int, int, str, str]] = []
     head: Head | None = None
     error: str | None = None
+    damaged: bool = False  # the error is the log file's (LogDamaged), not the caller's
 
 
 _batch_encoder = msgspec.msgpack.Encoder()
@@ -129,6 +130,8 @@ class WriterProcess:
             raise LogError(f"the log writer did not start: {e}") from e
         if reply.error is not None or reply.head is None:
             self._reap(proc)
+            if reply.damaged:
+                raise LogDamaged(reply.error or "the log is damaged")
             raise LogError(reply.error or "the log writer did not say where the log's head is")
         self._head = reply.head
         if self._file is None:
@@ -228,7 +231,7 @@ def serve(path: Path, incoming: IO[bytes], outgoing: IO[bytes]) -> int:
     try:
         log_ = Log(path)
     except LogError as e:
-        write_frame(outgoing, _reply_encoder.encode(_Reply(error=str(e))))
+        write_frame(outgoing, _reply_encoder.encode(_Reply(error=str(e), damaged=isinstance(e, LogDamaged))))
         return 2
     try:
         write_frame(outgoing, _reply_encoder.encode(_Reply(head=log_.head)))

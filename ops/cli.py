@@ -53,10 +53,10 @@ EPILOG = """examples:
   engage demo --rate 50                         realistic traffic for the dashboard
 
 exit codes:
-  0    done
+  0    done (`up` stopped by Ctrl-C or SIGTERM is done: it drains and stops cleanly)
   1    the thing checked is not right (verify found a break, a file is damaged), or `up` stopped on an error
   2    a user mistake (bad flag, missing or unwritable directory, port in use): one line says what to do
-  130  interrupted (Ctrl-C)
+  130  interrupted (Ctrl-C) before it was done
 
 logs go to stderr: readable lines on a terminal, one JSON object per line otherwise."""
 
@@ -307,7 +307,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(run(settings, announce=_announce))
-    except (UsageError, PermissionError):
+    except (UsageError, Damaged, PermissionError):
         raise  # one line from main()
     except (NatsServerError, StreamMismatch) as e:
         raise UsageError(str(e)) from e

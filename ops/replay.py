@@ -23,7 +23,7 @@ from engine import readahead
 from engine.children import alive
 from engine.datalock import DataBusy, DataLock
 from engine.log import EVENTS_TABLE, SHREDDED, Log, LogError, read_only_uri
-from engine.settings import REPLAY_MARKER, UsageError
+from engine.settings import REPLAY_MARKER, Damaged, UsageError
 from ops.audit import LOG_FILE, open_log
 from projections.projector import PAGE, Projector
 from projections.runner import status_file
@@ -326,13 +326,14 @@ def _fold(projector: Projector, log: Log, upto: int, progress: Progress) -> int:
         for page in readahead.pages(log.path, position, upto, PAGE):  # read while the last page folds
             position = projector.apply(page, respan=False)
             progress(position)
+    # The log file is not right (exit 1), not the user's mistake (2).
     except RuntimeError as e:  # a position jumped: a row is missing from the log file
-        raise UsageError(f"{e} in {log.path}: run engage verify --data {log.path.parent}") from e
+        raise Damaged(f"{e} in {log.path}: run engage verify --data {log.path.parent}") from e
     except LogError as e:
-        raise UsageError(f"{e}: run engage verify --data {log.path.parent}") from e
+        raise Damaged(f"{e}: run engage verify --data {log.path.parent}") from e
     if position < upto:
-        raise UsageError(f"the log at {log.path} ends at position {position}, before {upto}: "
-                         f"run engage verify --data {log.path.parent}")
+        raise Damaged(f"the log at {log.path} ends at position {position}, before {upto}: "
+                      f"run engage verify --data {log.path.parent}")
     projector.apply([], respan=True)
     return position
 

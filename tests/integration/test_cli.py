@@ -209,6 +209,27 @@ def test_audit_tools_refuse_a_log_that_is_not_sqlite(tmp_path: Path) -> None:
     exported = cli("export", "--data", str(data), cwd=tmp_path)
     assert exported.returncode == 1 and exported.stdout == "", exported.stdout + exported.stderr
     assert len(exported.stderr.splitlines()) == 1 and str(data) in exported.stderr
+    # `up` alike (found by a probe: it said so with exit 2, a user's mistake)
+    started = cli("up", "--data", str(data), "--listen", "127.0.0.1:0", "--nats-port", "0", cwd=tmp_path)
+    assert started.returncode == 1 and "Traceback" not in started.stderr, started.stdout + started.stderr
+    assert [line for line in started.stderr.splitlines() if "damaged" in line], started.stderr
+
+
+def test_a_log_missing_a_record_stops_rebuild_and_replay_with_exit_1(tmp_path: Path) -> None:
+    """A row gone from the log file is the file's fault, not the user's: exit 1, one line that
+    says to verify (found by a probe: exit 2)."""
+    data = tmp_path / "data"
+    log = Log(data / "log.sqlite")
+    log.commit([Received(ev(n, "idea.voted", {"idea": "i"}), "http", datetime.now(UTC)) for n in range(50)])
+    log.close()
+    with sqlite3.connect(data / "log.sqlite") as con:
+        con.execute(f"DELETE FROM {EVENTS_TABLE} WHERE rowid = 20")
+    for r in (cli("rebuild", "--data", str(data), cwd=tmp_path),
+              cli("replay", "--data", str(data), "--to-position", "40", "--into", str(tmp_path / "r"), cwd=tmp_path)):
+        output = f"exit {r.returncode}\nstdout: {r.stdout!r}\nstderr:\n{r.stderr}"
+        assert r.returncode == 1 and "Traceback" not in r.stderr, output
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "from position 19 to 21" in lines[0] and "engage verify" in lines[0], output
 
 
 def test_second_engine_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
