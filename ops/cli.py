@@ -24,6 +24,7 @@ from commands.instants import parse_instant
 from engine.settings import (
     COMMIT_TIMEOUT,
     DEFAULT_BATCH,
+    REPLAY_MARKER,
     Damaged,
     Settings,
     UsageError,
@@ -404,6 +405,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             count = audit.export_to_file(data, args.output, decrypt=args.decrypt, progress=progress)
     print(f"exported {count} records" + (f" to {args.output}" if args.output else ""), file=sys.stderr)
+    if args.decrypt and (data / REPLAY_MARKER).exists():
+        print(f"engage export: {data} is a replay, which keeps no keys: no personal field was readable "
+              "(export --decrypt the live directory)", file=sys.stderr)
     return 0
 
 

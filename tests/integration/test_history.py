@@ -135,6 +135,13 @@ def test_a_replay_keeps_the_history_but_no_personal_data(tmp_path: Path) -> None
     events, stderr = history(tmp_path / "then", "~twitter:alice")  # not linked yet at position 8
     assert [(e["id"], e["data"]["text"]) for e in events] == [("e-7", None), ("e-8", None)]
     assert "is a replay" in stderr
+    # export --decrypt says so too (found by a probe: it was silent)
+    exported = engage("export", "--data", str(tmp_path / "then"), "--decrypt")
+    assert exported.returncode == 0, exported.stderr
+    assert all(all(v is None for v in json.loads(line).get("personal", {}).values())
+               for line in exported.stdout.splitlines())
+    assert "is a replay, which keeps no keys" in exported.stderr, exported.stderr
+    assert "is a replay" not in engage("export", "--data", str(tmp_path / "then")).stderr
 
 
 def test_on_a_terminal_customer_data_is_neither_markup_nor_control_sequences(tmp_path: Path) -> None:
