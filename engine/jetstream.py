@@ -119,26 +119,49 @@ def stream_config() -> StreamConfig:
 
 
 async def ensure_stream(js: JetStreamContext) -> None:
-    """Create the stream, or bring an existing one to our config (the engine owns it, SPEC §2)."""
+    """Create the stream, or bring an existing one to our config (the engine owns it, SPEC §2).
+
+    A stream of that name on other subjects is someone else's: taking it over would decide (and
+    purge) their messages. It, a server without JetStream, and a stream the server will not let us
+    shape (another stream on touchpoints.>, a storage type that cannot change) are a
+    StreamMismatch: one line for ops, not a traceback."""
     config = stream_config()
     try:
-        info = await js.stream_info(STREAM)
-    except nats.js.errors.NotFoundError:
-        await js.add_stream(config)
-        log.info("created stream %s on %s", STREAM, ", ".join(SUBJECTS))
-        return
-    if info.config.retention != config.retention:
-        # JetStream cannot change a stream's retention in place; an empty one can be remade.
-        if info.state.messages:
+        try:
+            info = await js.stream_info(STREAM)
+        except nats.js.errors.NotFoundError:
+            await js.add_stream(config)
+            log.info("created stream %s on %s", STREAM, ", ".join(SUBJECTS))
+            return
+        if list(info.config.subjects or ()) != SUBJECTS:
             raise StreamMismatch(
-                f"stream {STREAM} has retention {info.config.retention} and {info.state.messages} messages "
-                f"waiting; the engine needs {config.retention}: let an older engine drain it first"
-            )
-        await js.delete_stream(STREAM)
-        await js.add_stream(config)
-        log.info("re-created empty stream %s with retention %s", STREAM, config.retention)
-        return
-    await js.update_stream(config)
+                f"the NATS server has a stream {STREAM} on {', '.join(info.config.subjects or ()) or 'no subject'}, "
+                f"not on {', '.join(SUBJECTS)}: it is not the engine's; remove it (nats stream rm {STREAM}) "
+                "or give the engine another NATS server")
+        if info.config.retention != config.retention:
+            # JetStream cannot change a stream's retention in place; an empty one can be remade.
+            if info.state.messages:
+                raise StreamMismatch(
+                    f"stream {STREAM} has retention {_policy(info.config.retention)} and {info.state.messages} "
+                    f"messages waiting; the engine needs {_policy(config.retention)}: let the engine that "
+                    f"made it drain it first, or remove it (nats stream rm {STREAM}) if they are not needed")
+            await js.delete_stream(STREAM)
+            await js.add_stream(config)
+            log.info("re-created empty stream %s with retention %s", STREAM, _policy(config.retention))
+            return
+        await js.update_stream(config)
+    except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as e:
+        raise StreamMismatch("JetStream is not enabled on the NATS server: start nats-server with -js (or a "
+                             "jetstream block in its configuration)") from e
+    except nats.js.errors.APIError as e:
+        raise StreamMismatch(f"the NATS server refused stream {STREAM} on {', '.join(SUBJECTS)}: "
+                             f"{e.description or type(e).__name__}; remove what is in the way "
+                             f"(nats stream ls, nats stream info {STREAM})") from e
+
+
+def _policy(retention: RetentionPolicy | str | None) -> str:
+    """`limits`, `workqueue`, … (a stream's info gives the server's word, not the enum)."""
+    return str(getattr(retention, "value", retention))
 
 
 Fetched = tuple[list[tuple[int, Msg]], list[Received]]  # (stream sequence, message) in order, and the inputs

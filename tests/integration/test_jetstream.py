@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nats
 import pytest
@@ -14,8 +16,9 @@ from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType
 
 from engine import jetstream
 from engine.jetstream import DURABLE, STREAM, Consumer, StreamMismatch, ensure_stream
-from engine.natsserver import NatsServer
+from engine.natsserver import NatsServer, find_binary
 from engine.received import Received
+from ops.bench.ports import free_ports
 from tests.integration.conftest import publish
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -349,3 +352,51 @@ async def test_a_work_queue_stream_with_messages_waiting_is_not_taken_over(nc: C
     await publish(js, "touchpoints.a", b"{}", "evt-1")
     with pytest.raises(StreamMismatch, match="1 messages waiting"):
         await ensure_stream(js)
+
+
+async def test_a_stream_of_that_name_on_other_subjects_is_not_taken_over(nc: Client) -> None:
+    """Someone else's TOUCHPOINTS: updating it to touchpoints.> would decide and purge their
+    messages (found by a probe: it did)."""
+    js = nc.jetstream()
+    await js.add_stream(name=STREAM, subjects=["other.touch.>"])
+    for n in range(2):
+        await publish(js, "other.touch.x", b"{}", f"theirs-{n}")
+    with pytest.raises(StreamMismatch, match=r"stream TOUCHPOINTS on other\.touch\.>, not on touchpoints\.>"):
+        await ensure_stream(js)
+    info = await js.stream_info(STREAM)
+    assert (info.config.subjects, info.state.messages) == (["other.touch.>"], 2)
+
+
+async def test_a_stream_the_server_will_not_let_the_engine_shape_is_one_line(nc: Client) -> None:
+    js = nc.jetstream()
+    await js.add_stream(name="THEIRS", subjects=["touchpoints.audit"])  # overlaps touchpoints.>
+    with pytest.raises(StreamMismatch, match=r"refused stream TOUCHPOINTS on touchpoints\.>: subjects overlap"):
+        await ensure_stream(js)
+    await js.delete_stream("THEIRS")
+    await js.add_stream(name=STREAM, subjects=["touchpoints.>"], storage=StorageType.MEMORY)
+    with pytest.raises(StreamMismatch, match=r"refused stream TOUCHPOINTS on touchpoints\.>: .*storage type"):
+        await ensure_stream(js)
+
+
+async def test_a_server_without_jetstream_is_one_line(tmp_path: Path) -> None:
+    binary = find_binary()
+    assert binary is not None
+    (port,) = free_ports(1)
+    proc = subprocess.Popen([str(binary), "-a", "127.0.0.1", "-p", str(port)],  # no -js
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = None
+        for _ in range(100):
+            with contextlib.suppress(OSError, nats.errors.NoServersError):
+                client = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=0)
+                break
+            await asyncio.sleep(0.05)
+        assert client is not None
+        try:
+            with pytest.raises(StreamMismatch, match="JetStream is not enabled on the NATS server"):
+                await ensure_stream(client.jetstream())
+        finally:
+            await client.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
