@@ -16,6 +16,7 @@ from typing import Any
 
 import nats
 import nats.errors
+import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
@@ -62,7 +63,7 @@ async def publish(js: JetStreamContext, event: dict[str, Any]) -> PubAck:
         try:
             # js.publish has no msg-id argument: the header is how JetStream learns the id.
             return await js.publish(SUBJECT, payload, timeout=5, headers={"Nats-Msg-Id": event["id"]})
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
             # No answer, or no stream yet (the engine creates it at start): try again, same id.
             if attempt == ATTEMPTS:
                 raise
@@ -79,10 +80,13 @@ async def main() -> int:
         print(f"nats: {e}", file=sys.stderr)
 
     try:
-        nc = await nats.connect(args.nats, connect_timeout=5, max_reconnect_attempts=2, reconnect_time_wait=1,
-                                 error_cb=report)
-    except (nats.errors.NoServersError, OSError) as e:
-        print(f"cannot reach NATS at {args.nats}: {e}", file=sys.stderr)
+        # Reconnect for ever once connected (nats-py gives up after 60 attempts by default): the
+        # engine restarts its NATS server when it restarts, and a producer must carry on when it is
+        # back. With that setting nats-py also tries the first connection for ever: bound it here.
+        nc = await asyncio.wait_for(nats.connect(args.nats, connect_timeout=5, max_reconnect_attempts=-1,
+                                                 reconnect_time_wait=1, error_cb=report), timeout=10)
+    except (TimeoutError, nats.errors.NoServersError, OSError) as e:
+        print(f"cannot reach NATS at {args.nats}: {e or 'no answer within 10 s'}", file=sys.stderr)
         return 1
     js = nc.jetstream()
     events = touchpoints(uuid.uuid4().hex[:8], datetime.now(UTC))

@@ -1,11 +1,13 @@
 """docs/producers.md: its example scripts work against a real engine, and it says what the code does."""
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -15,6 +17,8 @@ import msgspec
 
 from commands.outcomes import REASONS
 from commands.touchpoints import CATALOGUE, PERSONAL_FIELDS
+from engine import jetstream
+from engine.natsserver import NatsServer
 from tests.integration.engine_process import EngineProcess, engage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,3 +170,29 @@ def test_guide_outcomes_follow_the_order_of_checks() -> None:
     order = [reason or outcome for outcome, reason in rows]
     spec = [*REASONS[:5], "duplicate", *REASONS[5:], "accepted"]
     assert order == spec
+
+
+def test_the_nats_example_waits_for_a_stream_that_is_not_there_yet(nats_server: NatsServer) -> None:
+    """Its own comment: no stream yet (the engine creates it at start), try again. nats-py 2.x
+    raises NoStreamResponseError for that, which it let through (found by a probe)."""
+    example = subprocess.Popen([sys.executable, str(EXAMPLES / "publish_nats.py"), "--nats", nats_server.url],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        time.sleep(1.5)  # its first publish finds no stream
+        assert example.poll() is None, example.communicate()
+
+        async def create() -> None:
+            nc = await jetstream.connect(nats_server.url, name="engage-test")
+            try:
+                await jetstream.ensure_stream(nc.jetstream())
+            finally:
+                await nc.close()
+
+        asyncio.run(create())
+        out, err = example.communicate(timeout=60)
+    finally:
+        if example.poll() is None:
+            example.kill()
+            example.wait()
+    assert example.returncode == 0, (out, err)
+    assert out.count("published ") == 4, out
