@@ -13,10 +13,10 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import msgspec
 
@@ -55,7 +55,8 @@ EPILOG = """examples:
 
 exit codes:
   0    done (`up` stopped by Ctrl-C or SIGTERM is done: it drains and stops cleanly)
-  1    the thing checked is not right (verify found a break, a file is damaged), or `up` stopped on an error
+  1    the thing checked is not right (verify found a break, a file is damaged), `up` stopped on an error,
+       or `emit` could not send some lines (over the NATS server's max_payload)
   2    a user mistake (bad flag, missing or unwritable directory, port in use): one line says what to do
   130  interrupted (Ctrl-C) before it was done
 
@@ -106,16 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=examples, epilog=(
                               "examples:\n"
                               "  engage emit events.ndjson --http http://127.0.0.1:8080\n"
-                              "  engage emit - --nats nats://127.0.0.1:4222 < events.ndjson"))
+                              "  engage emit - --nats nats://127.0.0.1:4222 < events.ndjson\n\n"
+                              "exit codes: 0 sent, 1 some lines were not sent (over the NATS server's max_payload:\n"
+                              "            send them with --http), 2 a usage error, or the destination refused or\n"
+                              "            did not answer"))
     emit.add_argument("file", help="NDJSON file, or - for standard input")
     to = emit.add_mutually_exclusive_group(required=True)
-    to.add_argument("--http", metavar="URL", help="the engine's HTTP API, e.g. http://127.0.0.1:8080")
+    to.add_argument("--http", metavar="URL", help="the engine's HTTP address, e.g. http://127.0.0.1:8080 "
+                                                  "(emit posts to its /events)")
     to.add_argument("--nats", metavar="URL", help="a NATS server, e.g. nats://127.0.0.1:4222")
-    emit.add_argument("--subject", default="touchpoints.emit", help="NATS subject (under touchpoints.)")
-    emit.add_argument("--token", default=os.environ.get("ENGAGE_TOKEN"),
+    emit.add_argument("--subject", help="over NATS: the subject, under touchpoints. and without wildcards "
+                                        "(default touchpoints.emit)")
+    emit.add_argument("--token", default=_env("ENGAGE_TOKEN"),
                       help="a producer token for an engine run with --auth [ENGAGE_TOKEN]; over NATS with its name "
                            "(--token-name), or both in the URL: nats://NAME:TOKEN@host:4222 (which ps shows)")
-    emit.add_argument("--token-name", default=os.environ.get("ENGAGE_TOKEN_NAME"), metavar="NAME",
+    emit.add_argument("--token-name", default=_env("ENGAGE_TOKEN_NAME"), metavar="NAME",
                       help="over NATS: the token's name, [tokens.NAME] in the engine's auth file "
                            "[ENGAGE_TOKEN_NAME]")
 
@@ -329,20 +335,11 @@ def _announce(line: str) -> None:
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    from ops import emit
-
+    send = _sender(args)
     counts: Counter[str] = Counter()  # what was answered so far, also when it stops midway
     try:
         with _input(args.file) as stream, _progress("emit") as progress:
-            lines = iter(stream)
-            if args.http:
-                asyncio.run(emit.emit_http(args.http, lines, progress, token=args.token, counts=counts))
-            else:
-                if not args.subject.startswith("touchpoints."):
-                    raise UsageError(f"--subject {args.subject}: the engine reads touchpoints.>")
-                parse_nats_url(args.nats)
-                asyncio.run(emit.emit_nats(args.nats, lines, progress, args.subject, counts=counts,
-                                           login=_nats_login(args)))
+            asyncio.run(send(iter(stream), progress, counts))
     except (KeyboardInterrupt, UsageError):
         if counts:
             _print_counts(counts)
@@ -351,7 +348,45 @@ def cmd_emit(args: argparse.Namespace) -> int:
                   "decided again)", file=sys.stderr)
         raise
     _print_counts(counts)
-    return 0
+    return _not_sent(counts)
+
+
+Sender = Callable[[Iterator[bytes], Callable[[int], None], Counter[str]], Coroutine[Any, Any, Counter[str]]]
+
+
+def _sender(args: argparse.Namespace) -> Sender:
+    """How `emit` sends, from its flags, all checked before the input is read: a mistake sends nothing."""
+    from ops import emit
+
+    for value, flag in ((args.token, "--token"), (args.token_name, "--token-name")):
+        if value is not None and not value:
+            raise UsageError(f"{_named(value, flag)} is empty: give the producer's, or leave it out for an engine "
+                             "run without --auth")
+    if args.http:
+        for value, flag in ((args.subject, "--subject"), (args.token_name, "--token-name")):
+            if value is not None and not isinstance(value, FromEnvironment):  # a variable set for NATS may stay
+                raise UsageError(f"{flag} is for --nats: over --http give only --token")
+        url = emit.engine_url(args.http)
+        return lambda lines, progress, counts: emit.emit_http(url, lines, progress, token=args.token, counts=counts)
+    subject = emit.literal_subject(emit.SUBJECT if args.subject is None else args.subject)
+    parse_nats_url(args.nats)
+    login = _nats_login(args)
+    return lambda lines, progress, counts: emit.emit_nats(args.nats, lines, progress, subject, counts=counts,
+                                                          login=login)
+
+
+def _not_sent(counts: Counter[str]) -> int:
+    """Exit 1 when lines could not be sent at all: a NATS server refuses a message over its
+    max_payload whole, before the engine can keep it as a reject; HTTP takes it (`too_large`)."""
+    from ops.emit import NOT_SENT
+
+    lines = sum(n for name, n in counts.items() if name.startswith(NOT_SENT))
+    if not lines:
+        return 0
+    print(f"engage emit: {lines} {'line was' if lines == 1 else 'lines were'} not sent, over the NATS server's "
+          "max_payload: send the same input with --http, where such lines are kept as too_large rejects (sending "
+          "again is safe: what is in the log already comes back as duplicates)", file=sys.stderr)
+    return 1
 
 
 def _nats_login(args: argparse.Namespace) -> tuple[str, str] | None:

@@ -183,6 +183,21 @@ def test_emit_over_nats_logs_in_with_a_token_from_the_environment(engine: Engine
     assert nameless.returncode == 2 and "--token-name" in nameless.stderr and nameless.stderr.count("\n") == 1
 
 
+def test_emit_over_http_sends_any_token_and_says_when_it_is_refused(engine: EngineProcess, tmp_path: Path) -> None:
+    """A token not in ASCII was a UnicodeEncodeError traceback, one ending in a space "cannot reach"
+    an engine that was there: both reach it now (as HTTP Basic) and are refused in one line."""
+    events = tmp_path / "events.ndjson"
+    # Not c-1's: a later test reads the newest event of its timeline.
+    events.write_bytes(ev("odd-token", "idea.voted", {"idea": "i"}, customer="c-odd-token") + b"\n")
+    for token in ("é" + WRONG, WRONG + " "):
+        done = engage("emit", str(events), "--http", engine.http, "--token", token)
+        assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr, done
+        assert done.stderr.count("\n") == 1 and "refused the token (401)" in done.stderr, done.stderr
+        assert WRONG not in done.stderr
+    sent = engage("emit", str(events), "--http", engine.http, "--token", TOKENS["producer"])
+    assert sent.returncode == 0 and "accepted" in sent.stdout, sent
+
+
 async def test_nats_lets_only_producers_publish_touchpoints(engine: EngineProcess) -> None:
     with pytest.raises(NatsError):  # anonymous
         await nats.connect(engine.nats, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=5)
