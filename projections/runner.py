@@ -34,6 +34,13 @@ BULK_FROM = 10_000
 # them, SPEC §2) run before the fold, and the read models catch up when the burst is over (their
 # lag is in /health). Idle cores still go to the runner: niceness only orders who waits.
 RUNNER_NICENESS = 10
+# Records folded in one transaction while catching up on live read models, swept before it commits:
+# readers then never see events whose profiles' spans are not swept yet (a page committed unswept
+# let /stats count profiles its levels did not add up to, and ?level= list a profile of another
+# level). Catching up 98k events in transactions of 50,000 took 6.5 s of CPU against 6.0 s with one
+# sweep at the end (5,000 a transaction: 31 s; 20,000: 11.7 s): each sweep refolds what sorts
+# before a profile's history. Memory: the records and their rows, ~30 MB.
+CATCH_UP = 50_000
 
 
 class Following(Protocol):
@@ -103,6 +110,16 @@ class Runner:
             projector = Projector(self._path, bulk=True)
         return projector
 
+    def _backlog(self, records: list[bytes]) -> list[bytes]:
+        """`records` and, when they are a full page, the pages that follow, up to CATCH_UP records:
+        one transaction's worth, swept before it commits."""
+        while len(records) % PAGE == 0 and len(records) < CATCH_UP:
+            more = self._read_log(self.position + len(records), PAGE)
+            if not more:
+                break
+            records += more
+        return records
+
     def _run(self) -> None:
         projector = self._open()
         moved = time.monotonic()
@@ -120,8 +137,10 @@ class Runner:
                         moved = time.monotonic()
                         continue
                     if records:
-                        # A full page means more are waiting: sweep spans once caught up.
-                        self.position = projector.apply(records, respan=len(records) < PAGE)
+                        if projector.bulk:  # a full page: more are waiting; answers are partial until the end
+                            self.position = projector.apply(records, respan=False)
+                        else:
+                            self.position = projector.apply(self._backlog(records), respan=True)
                         self._report(None)
                         moved = time.monotonic()
                         continue
