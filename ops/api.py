@@ -139,12 +139,19 @@ def _compact_when_large(element: bytes) -> bytes:
     return msgspec.json.format(element, indent=-1)
 
 
-_id_only = msgspec.json.Decoder(dict[str, Any])
+class _IdOnly(msgspec.Struct):
+    id: Any = None
+
+
+# Only `id` is decoded, the rest skipped, as the log reads a reject's id (engine/log.py, _whose): a
+# byte that is not UTF-8 inside another string does not hide the id in the answer when /rejects
+# shows it (found by a probe).
+_id_only = msgspec.json.Decoder(_IdOnly)
 
 
 def sniff_id(raw: bytes) -> str | None:
     try:
-        value = _id_only.decode(raw).get("id")
+        value = _id_only.decode(raw).id
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
     return value if isinstance(value, str) else None

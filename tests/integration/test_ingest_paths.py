@@ -122,6 +122,14 @@ def test_single_json_event_that_is_not_json_is_a_kept_malformed_reject(engine: E
     assert [r["reason"] for r in all_rejects(engine)] == ["malformed"]
 
 
+def test_the_answer_names_the_id_of_an_event_with_a_byte_that_is_not_utf8(engine: EngineProcess) -> None:
+    """/rejects named the id, the answer said null (found by a probe): both read it alike now."""
+    raw = ev("bad-byte", "comment.posted", {"thread": "t", "text": "caf\u00e9"}).replace(b"\\u00e9", b"\xe9")
+    answer = post(engine, raw + b"\n").json()
+    assert [(item["id"], item["reason"]) for item in answer["rejected"]] == [("e-bad-byte", "malformed")], answer
+    assert "e-bad-byte" in {item["id"] for item in all_rejects(engine) if item["reason"] == "malformed"}
+
+
 def test_array_element_size_counts_its_compact_encoding(engine: EngineProcess) -> None:
     padded = json.dumps(json.loads(ev(1, "comment.posted", {"thread": "t", "text": "x" * 60_000})), indent=8000)
     assert len(padded.encode()) > 64 * 1024  # over the limit only because of white space
