@@ -60,17 +60,26 @@ REPEAT_EVERY = 30.0
 ENGINE_INBOX = "_ENGAGE_ENGINE"
 
 
-async def connect(url: str, *, name: str = "engage") -> Client:
+async def connect(url: str, *, name: str = "engage", on_refused: Callable[[str], bool] | None = None) -> Client:
     """A connection that reconnects forever: nats-py's default gives up after 60 attempts (~2 min),
     and an engine whose NATS restarts must carry on, not stall with a closed connection. `url`
-    may list several servers of a cluster, comma-separated. Logs never show its credentials."""
+    may list several servers of a cluster, comma-separated. Logs never show its credentials.
+    `on_refused` hears the server's word when it refuses the credentials (nats-py goes on trying);
+    True: it dealt with it, nothing is logged."""
 
     client = Client()
     shown = without_credentials(url)
     said: dict[str, float] = {}  # message -> when it was last logged
 
+    handled: list[str] = []  # the refusal on_refused dealt with: what follows it is its caller's to say
+
     async def on_error(e: Exception) -> None:
         message = str(e) or type(e).__name__
+        if handled:
+            return
+        if on_refused is not None and "authorization violation" in message.lower() and on_refused(message):
+            handled.append(message)
+            return
         now = time.monotonic()
         if now - said.get(message, -REPEAT_EVERY) >= REPEAT_EVERY:
             said[message] = now

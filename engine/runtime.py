@@ -343,19 +343,35 @@ SAY_WAITING_AFTER = 3.0
 async def _first_connection(url: str, stopping: asyncio.Event,
                             announce: Callable[[str], None]) -> Client | None:
     """The connection to NATS, however long the server takes to answer (it may be starting too);
-    None when the engine is stopped first (SIGINT/SIGTERM stop it cleanly while it waits)."""
-    connecting = asyncio.create_task(jetstream.connect(url), name="nats-connect")
+    None when the engine is stopped first (SIGINT/SIGTERM stop it cleanly while it waits). A
+    server that refuses the credentials will not change its mind: a UsageError, not a wait."""
+    refused = asyncio.Event()
+
+    def refuse(message: str) -> bool:
+        if connecting.done():
+            return False  # once connected, a refusal (a server's users changed) is logged as any error
+        refused.set()
+        return True
+
+    connecting = asyncio.create_task(jetstream.connect(url, on_refused=refuse), name="nats-connect")
     stop = asyncio.create_task(stopping.wait())
-    done, _ = await asyncio.wait({connecting, stop}, timeout=SAY_WAITING_AFTER, return_when=asyncio.FIRST_COMPLETED)
+    no = asyncio.create_task(refused.wait())
+    waits = {connecting, stop, no}
+    done, _ = await asyncio.wait(waits, timeout=SAY_WAITING_AFTER, return_when=asyncio.FIRST_COMPLETED)
     if not done:
         announce(f"engage up: waiting for NATS at {without_credentials(url)} (is it running? Ctrl-C stops)")
-        done, _ = await asyncio.wait({connecting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     stop.cancel()
+    no.cancel()
     if connecting in done:
         return connecting.result()
     connecting.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await connecting
+    if no in done:
+        raise UsageError(f"NATS at {without_credentials(url)} refused the engine's credentials (authorization "
+                         "violation): give a user allowed to use JetStream in the URL, nats://USER:PASSWORD@host:port "
+                         "(ENGAGE_NATS keeps it out of the process list)")
     return None
 
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from engine.log import EVENTS_TABLE, Log
-from engine.natsserver import NatsServer
+from engine.natsserver import NatsServer, find_binary
 from engine.received import Received
 from ops.bench.ports import free_port
 from tests.integration.engine_process import ENGAGE, EngineProcess, port_open
@@ -777,3 +777,22 @@ def test_a_data_directory_open_to_others_is_tightened_and_an_auth_file_said_so(t
         assert f"--auth {auth} is open to other users (mode 644)" in engine.log_tail(20_000)
     finally:
         assert engine.stop() == 0
+
+
+def test_up_against_a_nats_server_that_refuses_its_credentials_says_so(tmp_path: Path) -> None:
+    """It waited for ever, saying "is it running?" (found by a probe): a refusal is final."""
+    binary = find_binary()
+    assert binary is not None
+    port = free_port()
+    server = subprocess.Popen([str(binary), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(tmp_path / "js"),
+                               "--user", "producer", "--pass", "s3cret"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for url in (f"nats://127.0.0.1:{port}", f"nats://producer:wrong@127.0.0.1:{port}"):
+            r = cli("up", "--data", str(tmp_path / "data"), "--listen", "127.0.0.1:0", "--nats", url, cwd=tmp_path)
+            one_line_error(r, f"NATS at nats://{'producer:***@' if 'wrong' in url else ''}127.0.0.1:{port} refused "
+                              "the engine's credentials", "nats://USER:PASSWORD@host:port")
+            assert "wrong" not in r.stderr
+    finally:
+        server.terminate()
+        server.wait(10)
