@@ -15,7 +15,7 @@ import pytest
 
 from engine.jetstream import STREAM
 from tests.integration.engine_process import EngineProcess
-from tests.integration.test_cli import cli, counts, ndjson, one_line_error
+from tests.integration.test_cli import cli, counts, head, ndjson, one_line_error
 from tests.samples import ev
 
 
@@ -27,10 +27,6 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
         yield eng
     finally:
         eng.kill()
-
-
-def head(eng: EngineProcess) -> int:
-    return int(eng.get("/health").json()["log"]["head"])
 
 
 async def _server_facts(url: str) -> tuple[int, int]:
