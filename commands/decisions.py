@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from commands import cases
 from commands.cases import Case
 from commands.outcomes import Duplicate, Rejected
-from commands.parsing import IMPERSONAL, impersonal_digest
+from commands.parsing import impersonal_digest, is_impersonal
 from commands.touchpoints import Touchpoint, case_id
 
 
@@ -34,7 +34,7 @@ def decide(tp: Touchpoint[Any], digest: bytes, view: WriteView) -> Duplicate | R
         logged_digest, position = seen
         # An erased customer's event is compared without its personal fields (answering by them
         # would confirm a guess); a log that shredded digests before that keeps none (b"").
-        if logged_digest.startswith(IMPERSONAL):
+        if is_impersonal(logged_digest):
             digest = impersonal_digest(tp)
         if logged_digest == digest or not logged_digest:
             return Duplicate(position)

@@ -275,8 +275,14 @@ def digest_of(canonical: bytes) -> bytes:
     return hashlib.sha256(canonical).digest()
 
 
-# The first byte of an impersonal digest: 33 bytes, never equal to a content digest (32).
+# The first byte of an impersonal digest, which is 33 bytes long: a content digest is 32, and one
+# in 256 of them begins with this byte too (the length tells them apart, found by a probe).
 IMPERSONAL = b"\x01"
+_DIGEST_SIZE = hashlib.sha256().digest_size
+
+
+def is_impersonal(digest: bytes) -> bool:
+    return len(digest) == len(IMPERSONAL) + _DIGEST_SIZE and digest.startswith(IMPERSONAL)
 
 
 def impersonal_digest(tp: Touchpoint[Any]) -> bytes:

@@ -476,3 +476,10 @@ def test_an_impersonal_digest_read_back_from_the_log_is_the_one_of_the_event_sen
     for raw in sent:
         assert after[json.loads(raw)["id"]] == impersonal(raw), raw
     assert all(isinstance(o, Duplicate) for o in commit(log, *sent))
+
+
+def test_an_event_whose_digest_begins_with_the_impersonal_byte_is_a_duplicate_when_sent_again(log: Log) -> None:
+    raws = (ev(f"d-{n}", "idea.voted", {"idea": "i"}) for n in range(10_000))
+    raw = next(r for r in raws if plain_digest(r)[:1] == b"\x01")
+    assert commit(log, raw, raw) == [Accepted(1), Duplicate(1)]
+    assert commit(log, raw) == [Duplicate(1)]

@@ -49,3 +49,12 @@ def vote(customer: str = "c-1") -> Touchpoint[Any]:
 def test_idempotency_then_erasure(logged: dict[str, tuple[bytes, int]], erased: set[str], expected: Any) -> None:
     verdict = decide(vote(), b"same", View(logged, erased))
     assert (verdict.reason if isinstance(verdict, Rejected) else verdict) == expected
+
+
+def test_a_content_digest_that_begins_like_an_impersonal_one_is_still_compared_whole() -> None:
+    """One SHA-256 in 256 begins with the impersonal digests' first byte: it is 32 bytes, not 33,
+    and an exact re-send of such an event is a duplicate (found by a probe: duplicate_conflict)."""
+    digest = b"\x01" + bytes(range(31))
+    assert decide(vote(), digest, View({"e-1": (digest, 7)}, set())) == Duplicate(7)
+    conflict = decide(vote(), digest, View({"e-1": (b"\x01" + digest, 7)}, set()))
+    assert isinstance(conflict, Rejected) and conflict.reason == "duplicate_conflict"
