@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -123,6 +124,10 @@ def encode_cursor(kind: str, *parts: str) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode([kind, *parts])).decode().rstrip("=")
 
 
+# An instant as the read models store it (projections/store.py, sortable): what a timeline cursor holds.
+SORTABLE_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+
+
 def decode_cursor(value: str | None, kind: str, size: int) -> list[str] | None:
     """The parts of a cursor this API gave out for this list; a forged or foreign one is a 400."""
     if value is None:
@@ -209,6 +214,8 @@ def read_routes(reads: Reads, reject_counts: Callable[[], dict[str, int]], clock
             if view == "timeline":
                 limit = parse_limit(params.get("limit"))
                 before = decode_cursor(params.get("cursor"), "timeline", 2)
+                if before is not None and not SORTABLE_INSTANT.fullmatch(before[0]):
+                    raise BadParameter("cursor", "not a cursor this list gave out")  # else a first page again
         except BadParameter as e:
             return e.response()
         if view is None:

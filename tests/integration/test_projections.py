@@ -400,6 +400,9 @@ async def test_lists_explain_timeline_and_bad_parameters_over_http(tmp_path: Pat
             ("/customers", {"limit": "²"}, "limit"), ("/cases", {"limit": "５"}, "limit"),  # isdigit() but not 0-9
             ("/rejects", {"cursor": base64.urlsafe_b64encode(b'["rejects","\xc2\xb2"]').decode()}, "cursor"),
             ("/rejects", {"cursor": base64.urlsafe_b64encode(b'["rejects","9' + b"9" * 30 + b'"]').decode()}, "cursor"),
+            # a timeline cursor whose instant is not one (found by a probe: a first page again, with a next)
+            ("/customers/c-1/timeline", {"cursor": base64.urlsafe_b64encode(b'["timeline","garbage","x"]').decode()},
+             "cursor"),
         ]:
             r = eng.get(path, **params)
             assert r.status_code == 400 and r.json()["parameter"] == name, (path, params, r.text)
