@@ -1,6 +1,7 @@
 """Read models from the log: live answers, as_of, identity links and erasure, rebuild == live."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -17,6 +18,7 @@ import httpx
 import pytest
 
 import projections.projector
+import projections.reads
 import projections.runner
 from engine.children import children_of
 from engine.log import Log
@@ -681,3 +683,34 @@ def test_the_read_models_wal_is_truncated_while_readers_always_hold_a_snapshot(
         projector.close()
         log.close()
     assert len(sizes) > 20 and max(sizes) < 4 * 256 * 1024, sizes  # it grew by ~0.5 MiB a page without
+
+
+async def test_answers_about_one_thing_do_not_wait_behind_lists_holding_every_connection(reads: Reads) -> None:
+    """Four clients listing 1,000 profiles each held the pool's four connections, and /stats
+    waited up to 1.5 s behind them (found by a probe). A profile, a case, /stats and the position
+    have connections of their own; a fifth list waits, as before."""
+    release = asyncio.Event()
+    held = 0
+
+    async def long_list() -> None:
+        nonlocal held
+        async with reads.snapshot():
+            held += 1
+            await release.wait()
+
+    lists = [asyncio.create_task(long_list()) for _ in range(projections.reads.CONNECTIONS)]
+    try:
+        while held < projections.reads.CONNECTIONS:
+            await asyncio.sleep(0.01)
+        # A liveness check, not a speed one: without connections of their own these wait until release.
+        profile, case, stats, position = await asyncio.wait_for(asyncio.gather(
+            reads.customer("c-1", NOW), reads.case("k/1", NOW), reads.stats(NOW, 0, {}), reads.position()), 30)
+        assert not isinstance(profile, NotFound) and profile["customer"] == "c-1"
+        assert case is not None and stats["profiles"] >= 1 and position == len(story())
+        fifth = asyncio.create_task(reads.customers(NOW, level=None, tier=None, after="", limit=10))
+        await asyncio.sleep(0.2)
+        assert not fifth.done()  # the lists' connections are all taken
+    finally:
+        release.set()
+        await asyncio.gather(*lists)
+    assert (await fifth)[0]
