@@ -10,6 +10,8 @@ order.
 """
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -28,6 +30,7 @@ from projections.sla import TARGETS, minutes
 from projections.spans import FULL, sort_key
 from projections.store import (
     BEGINNING,
+    BUSY_TIMEOUT_MS,
     DEFERRED_INDEXES,
     FOLD_INDEXES,
     SPAN_INDEXES,
@@ -67,6 +70,7 @@ CHECKPOINT_PAGES = 16_384
 # the WAL is never restarted and grew ~5 MiB/s under ingest: 2.8 GiB in 5 minutes. Readers that
 # start meanwhile read the database file and do not hold the truncation up.
 WAL_LIMIT = 2 * CHECKPOINT_PAGES * 4096
+WAL_WAIT = 5.0
 
 _case_encoder = msgspec.msgpack.Encoder()
 _case_decoder = msgspec.msgpack.Decoder(Case)
@@ -210,8 +214,16 @@ class Projector:
             size = self.path.with_name(self.path.name + "-wal").stat().st_size
         except FileNotFoundError:
             return
-        if size > WAL_LIMIT:  # a busy answer (a reader kept it) is tried again after the next commit
-            self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if size <= WAL_LIMIT:
+            return
+        # Waiting at most WAL_WAIT for the readers (answers take milliseconds): a busy answer, or
+        # an error, is tried again after the next commit; the fold goes on meanwhile.
+        self.con.execute(f"PRAGMA busy_timeout={int(WAL_WAIT * 1000)}")
+        try:
+            with contextlib.suppress(sqlite3.OperationalError):
+                self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            self.con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     # --- one event -------------------------------------------------------------------------------
 

@@ -135,11 +135,14 @@ def instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+BUSY_TIMEOUT_MS = 30_000  # how long the runner's statements wait for a lock
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """The runner's connection: WAL (readers never block it), explicit transactions. Tables of an
     earlier version are dropped first: the runner then folds the log again from position 1."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")  # rebuildable from the log: a lost tail is replayed
     con.execute("PRAGMA secure_delete=ON")
