@@ -28,6 +28,7 @@ from engine.log import Log
 from engine.received import Received
 from engine.settings import COMMIT_TIMEOUT
 from ops.access_http import AccessGuard
+from ops.answers import IngestAnswer, RejectedItem
 from ops.audit import personal_reader, with_personal
 from ops.dashboard import dashboard_routes
 from ops.head_requests import HeadAsGet
@@ -61,19 +62,6 @@ MAX_EVENTS = 1000
 MAX_BODY = MAX_EVENTS * (MAX_BYTES + 2) + 2
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
-
-
-class RejectedItem(msgspec.Struct):
-    index: int
-    id: str | None
-    reason: str
-    detail: str
-
-
-class IngestAnswer(msgspec.Struct):
-    accepted: int
-    duplicates: int
-    rejected: list[RejectedItem]
 
 
 class Problem(msgspec.Struct):

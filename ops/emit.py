@@ -12,6 +12,7 @@ import httpx
 import msgspec
 
 from engine.settings import UsageError, nats_servers, without_credentials
+from ops.answers import IngestAnswer
 
 HTTP_BATCH = 1000
 HTTP_TIMEOUT = 120.0  # seconds: beyond the engine's commit timeout (60 s), after which it answers 504
@@ -141,21 +142,9 @@ def unanswered(shown: str, error: httpx.HTTPError) -> str:
             "and not its NATS port?")
 
 
-class RejectedCount(msgspec.Struct):
-    reason: str
-
-
-class Answer(msgspec.Struct):
-    """What emit counts of POST /events' answer (ops/api.py IngestAnswer)."""
-
-    accepted: int
-    duplicates: int
-    rejected: list[RejectedCount]
-
-
-def _answer(shown: str, body: bytes) -> Answer:
+def _answer(shown: str, body: bytes) -> IngestAnswer:
     try:
-        return msgspec.json.decode(body, type=Answer)
+        return msgspec.json.decode(body, type=IngestAnswer)
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise UsageError(f"{shown}/events answered 200, but not the engine's answer: is it the engine's HTTP "
                          "address, as `engage up` prints it?") from None
