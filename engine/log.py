@@ -42,6 +42,7 @@ from commands.parsing import canonical_json, digest_of, impersonal_digest, norma
 from commands.touchpoints import PERSONAL_FIELDS, Touchpoint, case_id, from_wire, personal_fields, profile_key
 from engine.chain import ZERO_HASH, Sealer
 from engine.keys import KEYS_INDEX, KEYS_TABLE, KeyRing, decrypt_bytes, encrypt_bytes, encrypt_text, key_id_of
+from engine.maybe import Maybe
 from engine.received import Received
 from engine.settings import Damaged, causes
 from engine.sql import select_in
@@ -215,14 +216,16 @@ class _BatchView:
     what the batch itself decides is kept here and written once at the end, so deciding costs a
     few statements per batch rather than several per event."""
 
-    def __init__(self, c: SQLiteCursor, touchpoints: Sequence[Touchpoint[Any]]) -> None:
+    def __init__(self, c: SQLiteCursor, touchpoints: Sequence[Touchpoint[Any]], known: _Known) -> None:
         self._c = c
-        ids = list({tp.id for tp in touchpoints})
-        customers = list({tp.customer for tp in touchpoints if isinstance(tp.customer, str)})
+        self._known = known
+        ids = known.ids.only_possible({tp.id: None for tp in touchpoints})
+        customers = list({tp.customer: None for tp in touchpoints if isinstance(tp.customer, str)})
         logged = select_in(c, "SELECT id, digest, position, key_id FROM event_ids", "id", ids)
         self._ids: dict[str, tuple[bytes, int, str | None]] = {row[0]: (row[1], row[2], row[3]) for row in logged}
-        self._erased = {row[0]: True for row in select_in(c, "SELECT customer FROM erased", "customer", customers)}
-        self._erased.update((customer, False) for customer in customers if customer not in self._erased)
+        self._erased = dict.fromkeys(customers, False)
+        erased = select_in(c, "SELECT customer FROM erased", "customer", known.erased.only_possible(customers))
+        self._erased.update((row[0], True) for row in erased)
         cases = list({case for tp in touchpoints if (case := case_id(tp)) is not None})
         self._cases: dict[str, Case | None] = dict.fromkeys(cases)
         for case, state in select_in(c, "SELECT case_id, state FROM cases", "case_id", cases):
@@ -244,8 +247,11 @@ class _BatchView:
 
     def is_erased(self, customer: str) -> bool:
         if customer not in self._erased:  # a reject's raw bytes may name someone the batch did not
-            self._c.execute("SELECT 1 FROM erased WHERE customer=?", (customer,))
-            self._erased[customer] = self._c.fetchone() is not None
+            found = False
+            if self._known.erased.may_hold(customer):
+                self._c.execute("SELECT 1 FROM erased WHERE customer=?", (customer,))
+                found = self._c.fetchone() is not None
+            self._erased[customer] = found
         return self._erased[customer]
 
     def log(self, tp: Touchpoint[Any], digest: bytes, position: int, key_id: str | None) -> None:
@@ -270,15 +276,27 @@ class _BatchView:
 
     def erase(self, customer: str) -> None:
         self._erased[customer] = True
+        self._known.erased.add([customer])
 
     def flush(self) -> None:
         """Write what the batch decided, in the batch's transaction."""
         self._c.executemany("INSERT INTO event_ids (id, digest, position, key_id) VALUES (?,?,?,?)",
                             [(event_id, *entry) for event_id, entry in self.new_ids.items()])
+        self._known.ids.add(self.new_ids)
         self._c.executemany(
             "INSERT OR REPLACE INTO cases VALUES (?,?)",
             [(case, _case_encoder.encode(self._cases[case])) for case in sorted(self.changed_cases)],
         )
+
+
+class _Known:
+    """Which event ids and erased customers the log may hold (engine/maybe.py), read from its
+    tables at the writer's first batch and kept up to date by every batch after it."""
+
+    def __init__(self, c: SQLiteCursor) -> None:
+        raw = c.sqlite_cursor.connection
+        self.ids = Maybe(row[0] for row in raw.execute("SELECT id FROM event_ids"))
+        self.erased = Maybe(row[0] for row in raw.execute("SELECT customer FROM erased"))
 
 
 class _Deliveries:
@@ -346,6 +364,7 @@ class Log:
                 raise LogDamaged(f"the log at {path} is damaged ({e}): restore it from a backup") from e
             raise LogError(f"cannot open the log at {path}: {e}") from e
         self._keys = KeyRing()
+        self._known: _Known | None = None  # made by the first commit: readers never need it
         self._file = file_identity(path)
 
     def _check_file(self) -> None:
@@ -448,7 +467,9 @@ class Log:
         try:
             with self._datastore.transaction(commit=True) as c:
                 touchpoints = [tp for tp in parsed if not isinstance(tp, Rejected)]
-                view = _BatchView(c, touchpoints)
+                if self._known is None:
+                    self._known = _Known(c)
+                view = _BatchView(c, touchpoints, self._known)
                 self._keys.load(c, (profile_key(tp) for tp in touchpoints if _carries_personal(tp)))
                 delivered = _Deliveries(c)
                 for item, tp in zip(batch, parsed, strict=True):

@@ -70,6 +70,27 @@ def test_idempotency_holds_after_reopening(tmp_path: Path) -> None:
     again.close()
 
 
+def test_an_id_committed_by_an_earlier_batch_is_a_duplicate(log: Log) -> None:
+    vote = ev(1, "idea.voted", {"idea": "i"})
+    assert commit(log, vote) == [Accepted(1)]
+    assert commit(log, ev(2, "idea.voted", {"idea": "i"}), vote) == [Accepted(2), Duplicate(1)]
+
+
+def test_an_erasure_holds_after_reopening(tmp_path: Path) -> None:
+    first = Log(tmp_path / "log.sqlite")
+    commit(first, ev(1, "idea.voted", {"idea": "i"}))
+    commit(first, ev(2, "customer.erased"))
+    first.close()
+    again = Log(tmp_path / "log.sqlite")
+    # A reject naming the erased customer, alone in its batch (no event of the batch names it),
+    # then an event of that customer.
+    late = commit(again, b'{"customer": "c-1", "x"')
+    late += commit(again, ev(3, "comment.posted", {"thread": "t", "text": "late"}))
+    assert [o.reason for o in late] == ["malformed", "erased"]
+    assert [again.reject_raw(r.seq) for r in again.rejects()] == [None, None]  # both name the erased customer
+    again.close()
+
+
 def test_head_and_chain_carry_on_after_reopening(tmp_path: Path) -> None:
     first = Log(tmp_path / "log.sqlite")
     commit(first, ev(1, "idea.voted", {"idea": "i"}))
