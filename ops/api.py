@@ -28,7 +28,7 @@ from engine.log import Log
 from engine.received import Received
 from engine.settings import COMMIT_TIMEOUT
 from ops.access_http import AccessGuard
-from ops.answers import IngestAnswer, RejectedItem
+from ops.answers import MAX_BODY, MAX_EVENTS, IngestAnswer, RejectedItem
 from ops.audit import personal_reader, with_personal
 from ops.dashboard import dashboard_routes
 from ops.head_requests import HeadAsGet
@@ -57,9 +57,6 @@ log = logging.getLogger("engage.api")
 # A commit takes milliseconds; one unanswered this long is a hung disk or a stopped writer.
 STALLED_AFTER = 10.0
 
-MAX_EVENTS = 1000
-# A full batch of 1,000 events of 64 KiB each, plus the array's punctuation and line breaks.
-MAX_BODY = MAX_EVENTS * (MAX_BYTES + 2) + 2
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 

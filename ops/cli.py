@@ -377,15 +377,22 @@ def _sender(args: argparse.Namespace) -> Sender:
 
 def _not_sent(counts: Counter[str]) -> int:
     """Exit 1 when lines could not be sent at all: a NATS server refuses a message over its
-    max_payload whole, before the engine can keep it as a reject; HTTP takes it (`too_large`)."""
+    max_payload whole, before the engine can keep it as a reject (HTTP takes it: `too_large`), and
+    no request can carry a line over the engine's body limit."""
     from ops.emit import NOT_SENT
 
     lines = sum(n for name, n in counts.items() if name.startswith(NOT_SENT))
     if not lines:
         return 0
-    print(f"engage emit: {lines} {'line was' if lines == 1 else 'lines were'} not sent, over the NATS server's "
-          "max_payload: send the same input with --http, where such lines are kept as too_large rejects (sending "
-          "again is safe: what is in the log already comes back as duplicates)", file=sys.stderr)
+    were = "line was" if lines == 1 else "lines were"
+    if any(name.startswith(NOT_SENT) and "NATS" in name for name in counts):
+        print(f"engage emit: {lines} {were} not sent, over the NATS server's max_payload: send the same input "
+              "with --http, where such lines are kept as too_large rejects (sending again is safe: what is in the "
+              "log already comes back as duplicates)", file=sys.stderr)
+    else:
+        print(f"engage emit: {lines} {were} not sent, each alone over the engine's request body limit: an event is "
+              "at most 64 KiB, so such a line could only be a too_large reject; the other lines were sent",
+              file=sys.stderr)
     return 1
 
 

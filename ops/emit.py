@@ -12,9 +12,9 @@ import httpx
 import msgspec
 
 from engine.settings import UsageError, nats_servers, without_credentials
-from ops.answers import IngestAnswer
+from ops.answers import MAX_BODY, MAX_EVENTS, IngestAnswer
 
-HTTP_BATCH = 1000
+HTTP_BATCH = MAX_EVENTS  # lines a request carries at most (fewer when they would make the body too big)
 HTTP_TIMEOUT = 120.0  # seconds: beyond the engine's commit timeout (60 s), after which it answers 504
 NATS_WINDOW = 256
 SUBJECT = "touchpoints.emit"
@@ -96,17 +96,49 @@ def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
+def http_bodies(lines: Iterable[bytes], *, count: int = HTTP_BATCH,
+                limit: int = MAX_BODY) -> Iterator[tuple[list[bytes], int]]:
+    """The NDJSON requests of `lines`: (a batch, how many lines that cannot be sent were met while
+    it was gathered). A batch holds at most `count` lines and its body (each line and its line break) at most
+    `limit` bytes, the engine's body limit: 1,000 lines over 64 KiB would make it answer 413 for
+    all of them, where each is a `too_large` reject kept with its bytes. A line that alone is over
+    the limit cannot be sent over HTTP at all: it is counted, and the lines after it are sent."""
+    batch: list[bytes] = []
+    size = skipped = 0
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        if len(line) + 1 > limit:
+            skipped += 1
+            continue
+        if batch and (len(batch) >= count or size + len(line) + 1 > limit):
+            yield batch, skipped
+            batch, size, skipped = [], 0, 0
+        batch.append(line)
+        size += len(line) + 1
+    if batch or skipped:
+        yield batch, skipped
+
+
 async def emit_http(url: str, lines: Iterable[bytes], progress: Callable[[int], None], *,
                     token: str | None = None, counts: Counter[str] | None = None) -> Counter[str]:
-    """POST NDJSON batches of 1,000; counts every outcome the engine answered (into `counts`, which
-    holds what was answered so far when this stops on an error). `token`: a producer's, for an
-    engine run with --auth."""
+    """POST NDJSON batches of up to 1,000 (http_bodies); counts every outcome the engine answered
+    (into `counts`, which holds what was answered so far when this stops on an error) and the lines
+    no request could carry. `token`: a producer's, for an engine run with --auth."""
     counts = Counter() if counts is None else counts
     sent = 0
     shown = without_credentials(url)
     headers = {} if token is None else {"authorization": authorization(token)}
+    too_large = f"{NOT_SENT}: over the engine's request body limit of {MAX_BODY:,} bytes"
     async with httpx.AsyncClient(base_url=url, timeout=HTTP_TIMEOUT, headers=headers) as client:
-        for batch in batches(lines, HTTP_BATCH):
+        for batch, skipped in http_bodies(lines):
+            if skipped:
+                counts[too_large] += skipped
+                sent += skipped
+                progress(sent)
+            if not batch:
+                continue
             try:
                 r = await client.post("/events", content=b"\n".join(batch) + b"\n",
                                       headers={"content-type": "application/x-ndjson"})

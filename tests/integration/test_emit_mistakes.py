@@ -133,6 +133,33 @@ def test_a_line_over_the_nats_max_payload_is_counted_not_sent_and_the_rest_are(
     assert [item["reason"] for item in rejected] == ["too_large"]
 
 
+def test_over_http_lines_over_64_kib_are_kept_as_rejects_and_one_over_the_body_limit_is_counted(
+        engine: EngineProcess, tmp_path: Path) -> None:
+    """1,000 lines over an event's 64 KiB filled one request past the engine's body limit: a 413
+    for all of them, and emit stopped. They go in requests within the limit and are each a
+    too_large reject; a line that no request can carry is counted, the lines after it sent."""
+    from ops.answers import MAX_BODY
+
+    big = [mention(f"hb-{n}", 64 * 1024) for n in range(1000)]
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(ndjson(ev("hb-first", "idea.voted", {"idea": "i"}, customer="c-hb"), *big,
+                              b"x" * MAX_BODY, ev("hb-last", "idea.voted", {"idea": "i"}, customer="c-hb")))
+    r = cli("emit", str(events), "--http", engine.http, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r
+    assert counts(r.stdout) == {"accepted": 2, "too_large": 1000,
+                                f"not sent: over the engine's request body limit of {MAX_BODY:,} bytes": 1}, r.stdout
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "1 line was not sent" in lines[0] and "body limit" in lines[0], r.stderr
+    kept: set[str] = set()
+    page = engine.get("/rejects", reason="too_large", limit=1000).json()
+    while True:  # the module's engine keeps too_large rejects of other tests too
+        kept |= {item["id"] for item in page["items"]}
+        if page["next"] is None:
+            break
+        page = engine.get("/rejects", reason="too_large", limit=1000, cursor=page["next"]).json()
+    assert {f"e-hb-{n}" for n in range(1000)} <= kept
+
+
 def test_the_max_payload_counts_the_headers_too(engine: EngineProcess, tmp_path: Path) -> None:
     """The server weighs payload and headers together and drops the connection of a client that
     goes one byte over: emit checked nothing, and nats-py only the payload."""
