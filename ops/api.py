@@ -213,18 +213,21 @@ def build_app(log_: Log, ingest: Ingest | None, reads: Reads | None = None,
         # The runner's position first, once (each read is a read of its file), then the head. The
         # runner reads the log file itself, so it can fold a record before the writer's answer
         # gives the engine that head: it is caught up then, lag 0, never negative.
-        folded = None if runner is None else (runner.position, runner.error)
+        # `position`: up to where the answers are whole; `folded`: how far the fold has read the
+        # log, ahead of it only while a bulk fold (a first start on a long log) is not swept yet.
+        following = None if runner is None else (runner.position, runner.folded, runner.error)
         now = log_.head  # one object: position and hash of the same instant
         head = now.position
         answer: dict[str, Any] = {"status": "ok", "log": {"head": head, "head_hash": now.hash}, "projections": {},
                                   "read_only": ingest is None}
         if runner is None and reads is not None:  # a replay: its read model stands still
             position = await reads.position()
-            answer["projections"]["read-models"] = {"position": position, "lag": head - position, "error": None}
-        if folded is not None:
-            position, error = folded
-            answer["projections"]["read-models"] = {"position": position, "lag": max(0, head - position),
-                                                    "error": error}
+            answer["projections"]["read-models"] = {"position": position, "folded": position,
+                                                    "lag": head - position, "error": None}
+        if following is not None:
+            position, folded, error = following
+            answer["projections"]["read-models"] = {"position": position, "folded": max(position, folded),
+                                                    "lag": max(0, head - position), "error": error}
             if error is not None:
                 answer["status"] = "degraded"
         if ingest is not None:

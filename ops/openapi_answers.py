@@ -124,7 +124,9 @@ HEALTH = _object({
     "status": Schema(type=OpenAPIType.STRING, enum=["ok", "degraded"]),
     "log": _object({"head": _COUNT, "head_hash": _HASH}),
     "projections": Schema(type=OpenAPIType.OBJECT, additional_properties=_object({
-        "position": _COUNT, "lag": Schema(type=OpenAPIType.INTEGER), "error": _nullable(_STRING)})),
+        "position": _COUNT, "folded": _COUNT, "lag": Schema(type=OpenAPIType.INTEGER), "error": _nullable(_STRING)},
+        description="position: up to where the answers are whole, lag: the head minus it; folded: how far the fold "
+        "has read the log, ahead of position only while a first fold of a long log is not swept yet")),
     "read_only": Schema(type=OpenAPIType.BOOLEAN),
     "ingest": _object({"error": _nullable(_STRING)}, description="why the last commit failed, or that the log "
                       "has not answered one for 10 s (then status is degraded); not on a read-only engine"),

@@ -26,7 +26,7 @@ from projections.advocacy import advocacy, explain_advocacy
 from projections.counts import counts_at
 from projections.engagement import LADDER, WINDOW, consent_granted, engagement, explain_engagement
 from projections.sla import case_view
-from projections.store import END, instant, sortable
+from projections.store import ANSWERED, END, instant, sortable
 
 _case_decoder = msgspec.msgpack.Decoder(Case)
 
@@ -158,8 +158,8 @@ class Reads:
             return await cur.fetchone()
 
     async def position(self) -> int:
-        async with self.connection(quick=True) as db, db.execute(
-                "SELECT position FROM tracking WHERE name='read-models'") as cur:
+        """Up to where the answers are whole (store.ANSWERED): 0 while a bulk fold is not swept."""
+        async with self.connection(quick=True) as db, db.execute(ANSWERED) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 

@@ -21,7 +21,7 @@ from typing import Protocol
 from engine import logs
 from engine.children import die_with_parent
 from projections.projector import PAGE, Projector
-from projections.store import tracked
+from projections.store import answered, tracked
 
 log = logging.getLogger("engage.projections")
 
@@ -47,7 +47,10 @@ class Following(Protocol):
     """What /health and /metrics read of a projection runner (Runner, RunnerProcess)."""
 
     @property
-    def position(self) -> int: ...
+    def position(self) -> int: ...  # up to where the read models answer in full
+
+    @property
+    def folded(self) -> int: ...  # up to where the fold has read the log (ahead during a bulk fold)
 
     @property
     def error(self) -> str | None: ...
@@ -68,7 +71,8 @@ class Runner:
         self._poll = poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.position = 0
+        self.position = 0  # up to where the read models answer in full (store.ANSWERED)
+        self.folded = 0  # up to where the fold has read the log
         self.error: str | None = None
         self._status = status_file(path)
         self._status.unlink(missing_ok=True)  # what a runner before this one said
@@ -114,44 +118,52 @@ class Runner:
         """`records` and, when they are a full page, the pages that follow, up to CATCH_UP records:
         one transaction's worth, swept before it commits."""
         while len(records) % PAGE == 0 and len(records) < CATCH_UP:
-            more = self._read_log(self.position + len(records), PAGE)
+            more = self._read_log(self.folded + len(records), PAGE)
             if not more:
                 break
             records += more
         return records
 
+    def _answered(self, projector: Projector) -> None:
+        """`position`: up to where the answers are whole (store.ANSWERED), `folded` the fold's."""
+        self.position = 0 if projector.has_dirty() else self.folded
+
     def _run(self) -> None:
         projector = self._open()
         moved = time.monotonic()
         try:
-            self.position = projector.position
+            self.folded = projector.position
+            self._answered(projector)
             while not self._stop.is_set():
                 try:
-                    records = self._read_log(self.position, PAGE)
+                    records = self._read_log(self.folded, PAGE)
                     if records and projector.bulk and len(records) < PAGE:
                         # The end of a bulk fold: its sweep, shared with a helper process, builds
                         # the readers' indexes and ends the bulk mode.
                         projector.apply(records, respan=False)
-                        self.position = projector.apply([], respan=True)
+                        self.folded = projector.apply([], respan=True)
+                        self._answered(projector)
                         self._report(None)
                         moved = time.monotonic()
                         continue
                     if records:
                         if projector.bulk:  # a full page: more are waiting; answers are partial until the end
-                            self.position = projector.apply(records, respan=False)
+                            self.folded = projector.apply(records, respan=False)
                         else:
-                            self.position = projector.apply(self._backlog(records), respan=True)
+                            self.folded = projector.apply(self._backlog(records), respan=True)
+                        self._answered(projector)
                         self._report(None)
                         moved = time.monotonic()
                         continue
                     if projector.has_dirty():  # caught up on a full page: sweep what it left
-                        self.position = projector.apply([], respan=True)
+                        self.folded = projector.apply([], respan=True)
+                        self._answered(projector)
                         moved = time.monotonic()
                     elif time.monotonic() - moved > ANCHOR_EVERY:  # idle: keep "now" cheap to count
                         projector.apply([], respan=False)
                         moved = time.monotonic()
                 except (sqlite3.Error, RuntimeError, OSError) as e:
-                    error = f"the read models are stuck at position {self.position}: {e}"
+                    error = f"the read models are stuck at position {self.folded}: {e}"
                     if error != self.error:  # once, not every second
                         log.exception("projections: %s; retrying every second", error)
                     self._report(error)
@@ -176,6 +188,7 @@ class RunnerProcess:
         self._exited: str | None = None
         self._restarted_at = 0
         self._known = 0  # the last position read
+        self._folded = 0  # the last tracking position read
         self._unreadable: str | None = None  # why the read models' file could not be read, the last time
 
     @property
@@ -211,19 +224,30 @@ class RunnerProcess:
 
     @property
     def position(self) -> int:
-        """The tracking position; the last one read while the file cannot be read (see `error`)."""
+        """Up to where the read models answer in full (store.ANSWERED: the tracking position, 0
+        while a bulk fold is not swept); the last one read while the file cannot be read (see
+        `error`)."""
         if not self._path.exists():
             self._unreadable = "the file is gone"
             return self._known
         try:
-            row = tracked(self._path, timeout=5)
+            position = answered(self._path, timeout=5)
         except sqlite3.Error as e:
             if "locked" not in str(e):  # busy for a moment is not broken
                 self._unreadable = str(e)
             return self._known
         self._unreadable = None
-        self._known = row[0] if row else 0
+        self._known = position or 0
         return self._known
+
+    @property
+    def folded(self) -> int:
+        """The tracking position: how far the fold has read the log. Ahead of `position` while a
+        bulk fold is not swept yet (its progress); the last one read while the file cannot be."""
+        with contextlib.suppress(sqlite3.Error):
+            row = tracked(self._path, timeout=5)
+            self._folded = row[0] if row else 0
+        return max(self._folded, self.position)
 
     def stop(self, timeout: float = 30) -> None:
         proc, self._proc = self._proc, None

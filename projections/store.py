@@ -166,6 +166,27 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 
+# The position up to which the read models answer in full: the tracking position, except while
+# profiles wait for their span sweep. Only a bulk fold commits pages unswept (the live runner sweeps
+# before each commit), and it starts from position 0 and sweeps once at the end: until then its
+# answers are partial from the start (levels, tiers and /stats lag behind the events folded), so
+# /health shows the whole log as lag rather than 0 while the sweep runs.
+ANSWERED = ("SELECT CASE WHEN EXISTS (SELECT 1 FROM dirty) THEN 0 "
+            "ELSE coalesce((SELECT position FROM tracking WHERE name='read-models'), 0) END")
+
+
+def answered(path: Path, *, timeout: float = 30) -> int | None:
+    """ANSWERED, read-only; None when there is no file yet. Raises sqlite3.Error when the file
+    cannot be read (or holds no read models)."""
+    if not path.exists():
+        return None
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    try:
+        return int(con.execute(ANSWERED).fetchone()[0])
+    finally:
+        con.close()
+
+
 def tracked(path: Path, *, timeout: float = 30) -> tuple[int, str | None] | None:
     """The read models' tracking position and the hash of the record there, read-only; None when
     there is no file or no row yet. Raises sqlite3.Error when the file cannot be read."""

@@ -36,6 +36,10 @@ class FoldingRunner:
                           for k in range(2)])
         return self._log.head.position
 
+    @property
+    def folded(self) -> int:
+        return self._log.head.position
+
 
 @pytest.fixture
 def log(tmp_path: Path) -> Iterator[Log]:
@@ -70,12 +74,16 @@ class AheadRunner:
     def position(self) -> int:
         return self._log.head.position + 3
 
+    @property
+    def folded(self) -> int:
+        return self.position
+
 
 async def test_a_runner_ahead_of_the_engines_head_is_caught_up(log: Log) -> None:
     app = build_app(log, None, None, AheadRunner(log))
     transport = httpx.ASGITransport(app=cast(Any, app))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         health = (await client.get("/health")).json()
-        assert health["projections"]["read-models"] == {"position": 3, "lag": 0, "error": None}, health
+        assert health["projections"]["read-models"] == {"position": 3, "folded": 3, "lag": 0, "error": None}, health
         metrics = (await client.get("/metrics")).text
         assert 'engage_projection_lag{projection="read-models"} 0.0' in metrics, metrics

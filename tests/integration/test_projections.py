@@ -20,6 +20,7 @@ import pytest
 import projections.projector
 import projections.reads
 import projections.runner
+import projections.store
 from engine.children import children_of
 from engine.log import Log
 from engine.received import Received
@@ -281,6 +282,32 @@ def test_a_runner_starting_on_empty_read_models_of_a_long_log_folds_in_bulk_to_t
     assert counts_and_indexes(a)[1] == counts_and_indexes(b)[1]
 
 
+async def test_a_bulk_fold_answers_in_full_only_once_it_is_swept(tmp_path: Path) -> None:
+    """A bulk fold commits its pages unswept (levels, tiers and /stats lag behind them) and sweeps
+    once at the end: until then the position readers and /health are told is 0, not the pages'."""
+    log, whole = build(tmp_path / "a", story())
+    whole.close()
+    path = tmp_path / "b" / "read.sqlite"
+    projector = Projector(path, bulk=True)
+    reads = Reads(path, log.path)
+    await reads.open()
+    try:
+        records = log.records(0, 10_000)
+        projector.apply(records[:5], respan=False)
+        projector.apply(records[5:], respan=False)
+        assert projections.store.tracked(path) == (log.head.position, log.head.hash)  # every page folded
+        assert projections.store.answered(path) == 0
+        assert await reads.position() == 0
+        projector.apply([], respan=True)
+        assert projections.store.answered(path) == log.head.position
+        assert await reads.position() == log.head.position
+    finally:
+        await reads.close()
+        projector.close()
+        log.close()
+    assert dump(tmp_path / "a" / "read.sqlite") == dump(path)
+
+
 def test_non_case_events_in_any_arrival_order_give_the_same_profiles(tmp_path: Path) -> None:
     """SPEC §3: engagement, advocacy and preferences do not depend on arrival order. (Links and
     erasure follow log order by definition, and cases follow log order: they stay out of this.)"""
@@ -495,10 +522,12 @@ async def test_kill_9_during_catch_up_then_restart_gives_the_same_read_models(tm
     log.close()
     eng = EngineProcess(tmp_path / "data").start()
     try:
-        while (position := eng.get("/health").json()["projections"]["read-models"]["position"]) < 3000:
+        # A first start on a long log folds in bulk: `folded` moves, `position` (answers whole) stays 0.
+        while (folded := eng.get("/health").json()["projections"]["read-models"])["folded"] < 3000:
             time.sleep(0.02)
         eng.kill()
-        assert position < head, "the kill should land mid catch-up; the test lost its point"
+        assert folded["folded"] < head, "the kill should land mid catch-up; the test lost its point"
+        assert folded["position"] == 0 and folded["lag"] == head, folded
         eng.start()
         while eng.get("/health").json()["projections"]["read-models"]["lag"]:
             time.sleep(0.05)
