@@ -711,7 +711,11 @@ def test_the_read_models_wal_is_truncated_while_readers_always_hold_a_snapshot(
         reader.join()
         projector.close()
         log.close()
-    assert len(sizes) > 20 and max(sizes) < 4 * 256 * 1024, sizes  # it grew by ~0.5 MiB a page without
+    # Without the truncation it grew by ~0.5 MiB a page and was never emptied. With it, a
+    # truncation that finds the readers busy is left to the next commit (on a loaded machine CI
+    # once saw several in a row, 3.6 MiB): the WAL is empty after most pages, not after all.
+    emptied = sum(1 for size in sizes if size == 0)
+    assert len(sizes) > 20 and emptied >= len(sizes) // 2, sizes
 
 
 async def test_answers_about_one_thing_do_not_wait_behind_lists_holding_every_connection(reads: Reads) -> None:
