@@ -308,6 +308,47 @@ async def test_a_bulk_fold_answers_in_full_only_once_it_is_swept(tmp_path: Path)
     assert dump(tmp_path / "a" / "read.sqlite") == dump(path)
 
 
+async def test_a_profiles_answer_from_its_spans_is_the_fold_of_its_whole_history(tmp_path: Path) -> None:
+    """GET /customers/{key} takes engagement from the profile's span that holds T and last_seen
+    from an index, and folds only the events with an advocacy weight or a consent. At every instant
+    where an answer can change (each event's, and 90 days later), a microsecond either side, and
+    far before and after, it answers what folding the profile's whole history answers."""
+    raws = [*story(),
+            ev(40, "preferences.stated", {"level": "advocate"}, at=at(3)),
+            ev(41, "preferences.stated", {"level": None}, at=at(30)),
+            ev(42, "survey.answered", {"survey": "s", "nps": 3}, at=at(20)),
+            ev(43, "consent.changed", {"purpose": "profiling", "granted": True}, customer="c-2", at=at(50)),
+            ev(44, "answer.accepted", {"thread": "t", "answer": "a"}, customer="c-2", at=at(60)),
+            ev(45, "idea.voted", {"idea": "i"}, customer="c-2", at=at(61.5)),
+            ev(46, "reaction.added", {"target": "p", "kind": "like"}, at=at(200))]
+    log, projector = build(tmp_path, raws)
+    projector.close()
+    log.close()
+    reads = Reads(tmp_path / "read.sqlite", tmp_path / "log.sqlite")
+    await reads.open()
+    try:
+        keys = [key for (key,) in await reads._all("SELECT key FROM profiles")]
+        stored = await reads._all("SELECT DISTINCT occurred_at FROM events")
+        changes = [projections.store.instant(at) for (at,) in stored]
+        micro = timedelta(microseconds=1)
+        instants = {change + shift + nudge for change in changes for shift in (timedelta(0), timedelta(days=90))
+                    for nudge in (-micro, timedelta(0), micro)} | {T0 - timedelta(days=400), T0 + timedelta(days=900)}
+        compared = 0
+        for moment in sorted(instants):
+            for key in keys:
+                answer = await reads.customer(key, moment)
+                if isinstance(answer, NotFound):
+                    continue
+                whole = (await reads._histories([key], moment))[key]
+                folded = projections.reads._profile(key, whole, [], [], moment)
+                names = ("engagement", "advocacy", "last_seen", "consent")
+                assert {n: answer[n] for n in names} == {n: folded[n] for n in names}, (key, moment)
+                compared += 1
+        assert compared > 300 and len(keys) >= 3
+    finally:
+        await reads.close()
+
+
 def test_non_case_events_in_any_arrival_order_give_the_same_profiles(tmp_path: Path) -> None:
     """SPEC §3: engagement, advocacy and preferences do not depend on arrival order. (Links and
     erasure follow log order by definition, and cases follow log order: they stay out of this.)"""

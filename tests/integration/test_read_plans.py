@@ -16,6 +16,7 @@ from projections.reads import (
     CASE_STATES_OF,
     CASES_BY_STATE,
     CONSENT_INDEX,
+    ENGAGEMENT_AT,
     FIRST_RESPONSE_BREACHED,
     LATEST_CONSENT,
     RESOLUTION_BREACHED,
@@ -47,6 +48,26 @@ def test_the_case_reads_of_a_profile_and_of_stats_use_indexes(log_path: Path, tm
             steps = [row[3] for row in con.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
             on_cases = [step for step in steps if " cases" in step]
             assert on_cases and all("INDEX" in step for step in on_cases), (sql, steps)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_profiles_engagement_and_last_seen_are_looked_up_not_scanned(log_path: Path, tmp_path: Path,
+                                                                       bulk: bool) -> None:
+    """GET /customers/{key} reads engagement from the span holding T (by the profile's key) and
+    last_seen from the events of its origins (by origin, then instant): neither scans a table."""
+    con = folded(log_path, tmp_path / "read.sqlite", bulk=bulk)
+    try:
+        t = "2026-10-01T00:00:00.000000Z"
+        keys = tuple(key for (key,) in con.execute("SELECT key FROM profiles ORDER BY key LIMIT 2"))
+        sql, params = ENGAGEMENT_AT.format(marks="?,?"), (t, t, t, *keys)
+        steps = [row[3] for row in con.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+        for table in (" p ", " s ", " e ", " o "):
+            on_table = [step for step in steps if table in f"{step} "]
+            assert on_table and all("INDEX" in step or "PRIMARY KEY" in step for step in on_table), (table, steps)
+        found = con.execute(sql, params).fetchall()
+        assert len(found) == 2 and all(row[1] is not None and row[4] is not None for row in found), found
     finally:
         con.close()
 
