@@ -8,8 +8,9 @@ inputs, in-process: the two look-ups were ~6 % of `Log.commit`'s time.
 
 It never says "absent" for a key the table holds, as long as every key written to the table is
 added (a key added for a transaction that then rolls back is only a false positive: a look-up
-finds nothing, which is the right answer). The log builds it from the table when it opens, and
-only its writer, which holds the data directory's lock, writes those tables.
+finds nothing, which is the right answer). The log's writer builds it from the table at its
+first commit (~1 s a million ids), and only that writer, which holds the data directory's lock,
+writes those tables.
 
 Two bits a key, from one hash: with the default 2**26 bits (8 MiB), ~0.1 % false positives at a
 million keys, ~7 % at ten million (still right, only slower). `hash()` is salted per process,

@@ -99,10 +99,11 @@ def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
 def http_bodies(lines: Iterable[bytes], *, count: int = HTTP_BATCH,
                 limit: int = MAX_BODY) -> Iterator[tuple[list[bytes], int]]:
     """The NDJSON requests of `lines`: (a batch, how many lines that cannot be sent were met while
-    it was gathered). A batch holds at most `count` lines and its body (each line and its line break) at most
-    `limit` bytes, the engine's body limit: 1,000 lines over 64 KiB would make it answer 413 for
-    all of them, where each is a `too_large` reject kept with its bytes. A line that alone is over
-    the limit cannot be sent over HTTP at all: it is counted, and the lines after it are sent."""
+    it was gathered). A batch holds at most `count` lines and its body (each line and its line
+    break) at most `limit` bytes, the engine's body limit: 1,000 lines over 64 KiB would make it
+    answer 413 for all of them, where each is a `too_large` reject kept with its bytes. A line that
+    alone is over the limit cannot be sent over HTTP at all: it is counted, and the lines after it
+    are sent."""
     batch: list[bytes] = []
     size = skipped = 0
     for line in lines:

@@ -247,7 +247,7 @@ class RunnerProcess:
         with contextlib.suppress(sqlite3.Error):
             row = tracked(self._path, timeout=5)
             self._folded = row[0] if row else 0
-        return max(self._folded, self.position)
+        return max(self._folded, self._known)  # never behind the position last read
 
     def stop(self, timeout: float = 30) -> None:
         proc, self._proc = self._proc, None
