@@ -365,14 +365,25 @@ async def _first_connection(url: str, stopping: asyncio.Event,
     no.cancel()
     if connecting in done:
         return connecting.result()
-    connecting.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await connecting
+    await cancelled(connecting)
     if no in done:
         raise UsageError(f"NATS at {without_credentials(url)} refused the engine's credentials (authorization "
                          "violation): give a user allowed to use JetStream in the URL, nats://USER:PASSWORD@host:port "
                          "(ENGAGE_NATS keeps it out of the process list)")
     return None
+
+
+async def cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` and wait until it has ended, cancelling it again as long as it runs. nats-py's
+    connect loop can lose a cancellation: in Python 3.11 `asyncio.wait_for` swallows one that
+    lands as a connection attempt fails, and the loop takes the failure for one more server that
+    did not answer and tries again. Waiting once for the cancelled connect then never ended (CI
+    saw `engage up --nats` hang on SIGTERM while it waited for a server)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
 
 
 def _remove_signal_handlers(loop: asyncio.AbstractEventLoop) -> None:
