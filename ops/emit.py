@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -83,16 +84,9 @@ def wire_size(line: bytes, headers: dict[str, str] | None) -> int:
 
 
 def batches(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    batch: list[bytes] = []
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        batch.append(line)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
+    """The lines, stripped and without blank ones, `size` at a time, whatever their bytes (what
+    emit --nats publishes together; the server's max_payload is checked line by line)."""
+    for batch, _ in http_bodies(lines, count=size, limit=sys.maxsize):
         yield batch
 
 
